@@ -1,0 +1,1 @@
+"""Benchmark harness: engine vs bare python-socketio (see bench/README.md)."""

@@ -1,0 +1,81 @@
+"""Bare python-socketio baseline for the benchmark.
+
+``AsyncServer(async_mode="asgi")`` + ``ASGIApp`` under hypercorn with default settings, with the
+same handlers as bench/echo.py, plus ``GET /readyz`` (200) for the harness's readiness wait.
+
+    python bench/bare_server.py --bind 127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+import socketio
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+FANOUT_ROOM = "all"
+
+sio = socketio.AsyncServer(async_mode="asgi")
+
+
+@sio.event
+async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    await sio.enter_room(sid, FANOUT_ROOM)
+
+
+@sio.event
+async def echo(sid: str, data: Any) -> Any:
+    return data
+
+
+@sio.event
+async def fanout(sid: str, data: Any) -> bool:
+    await sio.emit("tick", data, room=FANOUT_ROOM)
+    return True
+
+
+async def readyz(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Everything that is not /socket.io/: 200 on GET /readyz, 404 otherwise."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    ok = scope["path"] == "/readyz" and scope["method"] in ("GET", "HEAD")
+    body = b"ok\n" if ok else b"not found\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200 if ok else 404,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+app = socketio.ASGIApp(sio, other_asgi_app=readyz)
+
+
+async def main(bind: str) -> None:
+    config = Config()  # hypercorn defaults
+    config.bind = [bind]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bind", default="127.0.0.1:8000")
+    asyncio.run(main(parser.parse_args().bind))

@@ -1,0 +1,407 @@
+'use strict';
+// Load generator for bench/run.py. One process runs one scenario against one server.
+//
+//   node loadgen.js '<json config>'
+//
+// stdout: JSON lines. {"type":"mark","name":...,"wait":bool} lets the orchestrator sample the
+// server (RSS, CPU); when wait is true the generator blocks until the orchestrator writes one
+// line on stdin. The last line is {"type":"result", ...}. Diagnostics go to stderr.
+//
+// Config keys: scenario (a|b|c|d|e), host, port, path, nsp, deflate, auth, connectTimeoutMs
+// and the scenario parameters (see DEFAULTS). `auth` is null (send `40`), {"static": {...}}
+// (same CONNECT payload for every client) or {"jwt": {"secret", "sub_prefix", "roles", "ttl_s",
+// "payload_key"}} (an HS256 token per client, sub = sub_prefix + client index).
+
+const crypto = require('crypto');
+const readline = require('readline');
+const { SioClient } = require('./sioclient');
+
+const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 0,
+  path: '/socket.io/',
+  nsp: '/',
+  deflate: true,
+  auth: null,
+  connectTimeoutMs: 10000,
+  setupConcurrency: 50, // handshakes in flight while setting up clients for a, b and e
+  // a: closed loop
+  clients: 50,
+  payloadBytes: 64,
+  durationS: 30,
+  warmupS: 2,
+  // b: open loop
+  ratePerClient: 1,
+  ackTimeoutMs: 5000,
+  // c: idle connections
+  connections: 5000,
+  rampPerS: 500,
+  holdS: 5,
+  // d: connect rate
+  inFlight: 50,
+  // e: fan-out
+  rounds: 30,
+  warmupRounds: 2,
+  roundGapMs: 200,
+  roundTimeoutMs: 10000,
+};
+
+const cfg = Object.assign({}, DEFAULTS, JSON.parse(process.argv[2] || '{}'));
+
+function log(...a) { process.stderr.write('[loadgen] ' + a.join(' ') + '\n'); }
+function out(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- orchestrator marks -------------------------------------------------------------------
+const rl = readline.createInterface({ input: process.stdin });
+const lineWaiters = [];
+rl.on('line', () => { const w = lineWaiters.shift(); if (w) w(); });
+rl.on('close', () => { while (lineWaiters.length) lineWaiters.shift()(); });
+function mark(name, wait, extra) {
+  out(Object.assign({ type: 'mark', name, wait: !!wait, t_ms: nowMs() }, extra || {}));
+  if (!wait) return Promise.resolve();
+  return new Promise((r) => lineWaiters.push(r));
+}
+
+// ---- auth ---------------------------------------------------------------------------------
+const b64u = (buf) => Buffer.from(buf).toString('base64').replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+function mintJwt(secret, claims) {
+  const head = b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const body = b64u(JSON.stringify(claims));
+  const sig = b64u(crypto.createHmac('sha256', secret).update(head + '.' + body).digest());
+  return `${head}.${body}.${sig}`;
+}
+function authFor(i) {
+  const a = cfg.auth;
+  if (!a) return null;
+  if (a.static) return a.static;
+  if (a.jwt) {
+    const j = a.jwt;
+    const now = Math.floor(Date.now() / 1000);
+    const claims = Object.assign({ sub: (j.sub_prefix || 'bench-') + i, roles: j.roles || ['user'], iat: now, exp: now + (j.ttl_s || 3600) }, j.extra_claims || {});
+    return { [j.payload_key || 'token']: mintJwt(j.secret, claims) };
+  }
+  throw new Error('unknown auth config ' + JSON.stringify(a));
+}
+
+// ---- stats --------------------------------------------------------------------------------
+function pct(sorted, p) {
+  if (!sorted.length) return null;
+  const k = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[k];
+}
+function summarize(arr) {
+  const s = Float64Array.from(arr).sort();
+  return { n: s.length, p50: pct(s, 50), p99: pct(s, 99), max: s.length ? s[s.length - 1] : null, min: s.length ? s[0] : null };
+}
+class Samples {
+  constructor() { this.buf = new Float64Array(1 << 16); this.n = 0; }
+  push(v) {
+    if (this.n === this.buf.length) { const b = new Float64Array(this.buf.length * 2); b.set(this.buf); this.buf = b; }
+    this.buf[this.n++] = v;
+  }
+  summary() { return summarize(this.buf.subarray(0, this.n)); }
+}
+function newFailures() { return { refused: 0, timeout: 0, reset: 0, rejected: 0, http: 0, closed: 0, other: 0, examples: {} }; }
+function countFailure(f, err) {
+  const k = err.kind in f ? err.kind : 'other';
+  f[k]++;
+  if (!f.examples[k]) f.examples[k] = String(err.message).slice(0, 200) + (err.detail !== undefined ? ` (${String(err.detail).slice(0, 100)})` : '');
+}
+class CpuWindow {
+  start() { this.c0 = process.cpuUsage(); this.t0 = nowMs(); }
+  stop() {
+    const c = process.cpuUsage(this.c0);
+    const wall = nowMs() - this.t0;
+    return { cpu_ms: (c.user + c.system) / 1000, wall_ms: wall, cpu_fraction: wall > 0 ? (c.user + c.system) / 1000 / wall : 0 };
+  }
+}
+
+// ---- connection helpers -------------------------------------------------------------------
+function makeClient(i, extra) {
+  return new SioClient(Object.assign({
+    host: cfg.host, port: cfg.port, path: cfg.path, nsp: cfg.nsp, deflate: cfg.deflate,
+    auth: authFor(i), connectTimeoutMs: cfg.connectTimeoutMs,
+  }, extra || {}));
+}
+function connectOne(i, extra) {
+  return new Promise((resolve) => {
+    const c = makeClient(i, extra);
+    c.connect((err, ms) => resolve({ client: c, err, ms }));
+  });
+}
+/** Connects n clients with at most `concurrency` handshakes in flight. */
+async function connectPool(n, concurrency, extraFor) {
+  const clients = new Array(n);
+  const failures = newFailures();
+  const lat = new Samples();
+  let next = 0;
+  async function worker() {
+    while (next < n) {
+      const i = next++;
+      const r = await connectOne(i, extraFor ? extraFor(i) : undefined);
+      if (r.err) countFailure(failures, r.err); else { clients[i] = r.client; lat.push(r.ms); }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  return { clients: clients.filter(Boolean), failures, latency_ms: lat.summary() };
+}
+async function closeAll(clients) {
+  for (const c of clients) c.disconnect();
+  const deadline = nowMs() + 5000;
+  while (nowMs() < deadline && clients.some((c) => !c.closed)) await sleep(20);
+  for (const c of clients) if (!c.closed) c.terminate();
+}
+function payloadOf(bytes) { return 'x'.repeat(Math.max(0, bytes)); }
+
+// ---- scenarios ----------------------------------------------------------------------------
+async function scenarioA() {
+  const setup = await connectPool(cfg.clients, cfg.setupConcurrency);
+  const clients = setup.clients;
+  if (!clients.length) return { error: 'no client connected', setup };
+  const payload = payloadOf(cfg.payloadBytes);
+  const lat = new Samples();
+  let recording = false; let running = true; let acked = 0; let sent = 0; let outstanding = 0;
+  let tStart = 0; let tEnd = 0;
+  const loop = (c) => {
+    const t0 = nowMs();
+    sent++; outstanding++;
+    c.emit('echo', payload, () => {
+      const t1 = nowMs();
+      outstanding--;
+      if (recording && t1 <= tEnd) { lat.push(t1 - t0); acked++; }
+      if (running && !c.closed) loop(c);
+    });
+  };
+  for (const c of clients) loop(c);
+  await sleep(cfg.warmupS * 1000);
+  const cpu = new CpuWindow();
+  await mark('window_start', false);
+  cpu.start();
+  tStart = nowMs(); tEnd = tStart + cfg.durationS * 1000; recording = true;
+  await sleep(cfg.durationS * 1000);
+  const cpuw = cpu.stop();
+  await mark('window_end', false);
+  running = false;
+  const drainDeadline = nowMs() + cfg.ackTimeoutMs;
+  while (outstanding > 0 && nowMs() < drainDeadline) await sleep(10);
+  const window = (Math.min(nowMs(), tEnd) - tStart) / 1000;
+  await closeAll(clients);
+  const l = lat.summary();
+  return {
+    figures: { msgs_per_s: acked / window, p50_ms: l.p50, p99_ms: l.p99, max_ms: l.max },
+    detail: { clients: clients.length, acked_in_window: acked, sent_total: sent, unacked_at_end: outstanding, window_s: window, setup_failures: setup.failures },
+    loadgen_cpu: cpuw,
+  };
+}
+
+async function scenarioB() {
+  const setup = await connectPool(cfg.clients, cfg.setupConcurrency);
+  const clients = setup.clients;
+  if (!clients.length) return { error: 'no client connected', setup };
+  const n = clients.length;
+  const payload = payloadOf(cfg.payloadBytes);
+  const lat = new Samples();
+  const totalRate = n * cfg.ratePerClient; // messages per second, all clients
+  let sentRec = 0; let ackedRec = 0; let outstandingRec = 0; let seq = 0;
+  let recording = false;
+  const t0 = nowMs();
+  const warmEnd = t0 + cfg.warmupS * 1000;
+  const end = warmEnd + cfg.durationS * 1000;
+  const cpu = new CpuWindow();
+  await new Promise((resolve) => {
+    const tick = () => {
+      const now = nowMs();
+      if (!recording && now >= warmEnd) { recording = true; cpu.start(); mark('window_start', false); }
+      const due = Math.floor(((Math.min(now, end) - t0) / 1000) * totalRate);
+      while (seq < due) {
+        const c = clients[seq % n];
+        seq++;
+        if (c.closed) continue;
+        const rec = recording;
+        const ts = nowMs();
+        if (rec) { sentRec++; outstandingRec++; }
+        c.emit('echo', payload, () => {
+          if (rec) { lat.push(nowMs() - ts); ackedRec++; outstandingRec--; }
+        });
+      }
+      if (now >= end) { clearInterval(timer); resolve(); }
+    };
+    const timer = setInterval(tick, 2);
+  });
+  const cpuw = cpu.stop();
+  await mark('window_end', false);
+  const drainDeadline = nowMs() + cfg.ackTimeoutMs;
+  while (outstandingRec > 0 && nowMs() < drainDeadline) await sleep(10);
+  await closeAll(clients);
+  const l = lat.summary();
+  return {
+    figures: { p50_ms: l.p50, p99_ms: l.p99, max_ms: l.max, lost: outstandingRec },
+    detail: { clients: n, target_rate_per_s: totalRate, achieved_rate_per_s: ackedRec / cfg.durationS, sent: sentRec, acked: ackedRec, lost_after_ms: cfg.ackTimeoutMs, setup_failures: setup.failures },
+    loadgen_cpu: cpuw,
+  };
+}
+
+async function scenarioC() {
+  // Warm the server's lazy paths (imports, first websocket) before the "before" RSS sample.
+  const warm = await connectPool(3, 3);
+  await closeAll(warm.clients);
+  await sleep(300);
+  await mark('rss_before', true);
+  const n = cfg.connections;
+  const clients = [];
+  const failures = newFailures();
+  const lat = new Samples();
+  let started = 0; let settled = 0;
+  const cpu = new CpuWindow();
+  cpu.start();
+  const t0 = nowMs();
+  await new Promise((resolve) => {
+    const launch = () => {
+      const due = Math.min(n, Math.floor(((nowMs() - t0) / 1000) * cfg.rampPerS) + 1);
+      while (started < due) {
+        const i = started++;
+        const c = makeClient(i);
+        c.connect((err, ms) => {
+          settled++;
+          if (err) countFailure(failures, err); else { clients.push(c); lat.push(ms); }
+          if (settled === n) resolve();
+        });
+      }
+      if (started >= n) clearInterval(timer);
+    };
+    const timer = setInterval(launch, 5);
+    launch();
+  });
+  const rampS = (nowMs() - t0) / 1000;
+  const cpuw = cpu.stop();
+  await sleep(cfg.holdS * 1000);
+  const stillOpen = clients.filter((c) => c.connected).length;
+  await mark('rss_after', true, { open: stillOpen });
+  await closeAll(clients);
+  const l = lat.summary();
+  const failed = n - clients.length;
+  return {
+    figures: { connected: clients.length, connect_p50_ms: l.p50, connect_p99_ms: l.p99, connect_max_ms: l.max, refused: failures.refused, timeouts: failures.timeout, other_failures: failed - failures.refused - failures.timeout },
+    detail: { attempted: n, ramp_per_s: cfg.rampPerS, ramp_s: rampS, open_after_hold: stillOpen, hold_s: cfg.holdS, failures },
+    loadgen_cpu: cpuw,
+  };
+}
+
+async function scenarioD() {
+  const lat = new Samples();
+  const failures = newFailures();
+  let completed = 0; let completedRec = 0; let recording = false; let running = true; let idx = 0;
+  const closing = new Set();
+  const t0 = nowMs();
+  const warmEnd = t0 + cfg.warmupS * 1000;
+  const end = warmEnd + cfg.durationS * 1000;
+  const cpu = new CpuWindow();
+  async function worker() {
+    while (running) {
+      const r = await connectOne(idx++);
+      const t = nowMs();
+      if (r.err) { if (recording && t <= end) countFailure(failures, r.err); continue; }
+      completed++;
+      if (recording && t <= end) { completedRec++; lat.push(r.ms); }
+      // free the handshake slot at once; the close runs in the background
+      const c = r.client;
+      closing.add(c);
+      c.onClose = () => closing.delete(c);
+      c.disconnect();
+    }
+  }
+  const workers = Array.from({ length: cfg.inFlight }, worker);
+  await sleep(cfg.warmupS * 1000);
+  recording = true; cpu.start(); await mark('window_start', false);
+  await sleep(Math.max(0, end - nowMs()));
+  const cpuw = cpu.stop();
+  await mark('window_end', false);
+  running = false;
+  await Promise.all(workers);
+  const deadline = nowMs() + 5000;
+  while (closing.size && nowMs() < deadline) await sleep(20);
+  for (const c of closing) c.terminate();
+  const l = lat.summary();
+  return {
+    figures: { connects_per_s: completedRec / cfg.durationS, connect_p50_ms: l.p50, connect_p99_ms: l.p99, failures: Object.keys(failures).filter((k) => k !== 'examples').reduce((s, k) => s + failures[k], 0) },
+    detail: { in_flight: cfg.inFlight, completed_total: completed, completed_in_window: completedRec, failures },
+    loadgen_cpu: cpuw,
+  };
+}
+
+async function scenarioE() {
+  let currentSeq = -1; let got = 0; let firstAt = 0; let lastAt = 0; let roundDone = null; let target = 0;
+  const onRawEvent = (s, i) => {
+    // 42["tick",{"seq":N}] - match the seq without a full parse
+    if (s.startsWith('["tick"', i)) {
+      const k = s.indexOf('"seq":', i);
+      const seq = k < 0 ? NaN : parseInt(s.slice(k + 6), 10);
+      if (seq === currentSeq) {
+        const t = nowMs();
+        if (got === 0) firstAt = t;
+        got++; lastAt = t;
+        if (got === target && roundDone) roundDone();
+      }
+      return true;
+    }
+    return false;
+  };
+  const setup = await connectPool(cfg.clients, cfg.setupConcurrency, () => ({ onRawEvent }));
+  const clients = setup.clients;
+  if (!clients.length) return { error: 'no client connected', setup };
+  target = clients.length;
+  const sender = clients[0];
+  const last = []; const first = []; let incomplete = 0; let missing = 0;
+  const cpu = new CpuWindow();
+  await sleep(200);
+  for (let r = 0; r < cfg.warmupRounds + cfg.rounds; r++) {
+    const recording = r >= cfg.warmupRounds;
+    if (r === cfg.warmupRounds) { cpu.start(); await mark('window_start', false); }
+    currentSeq = r; got = 0; firstAt = 0; lastAt = 0;
+    const t0 = nowMs();
+    const done = new Promise((resolve) => {
+      roundDone = resolve;
+      setTimeout(resolve, cfg.roundTimeoutMs);
+    });
+    sender.emit('fanout', { seq: r }, () => {});
+    await done;
+    roundDone = null;
+    if (recording) {
+      if (got < target) { incomplete++; missing += target - got; }
+      if (got > 0) { last.push(lastAt - t0); first.push(firstAt - t0); }
+    }
+    await sleep(cfg.roundGapMs);
+  }
+  const cpuw = cpu.stop();
+  await mark('window_end', false);
+  await closeAll(clients);
+  const l = summarize(last); const f = summarize(first);
+  return {
+    figures: { last_receipt_p50_ms: l.p50, last_receipt_max_ms: l.max, first_receipt_p50_ms: f.p50, incomplete_rounds: incomplete },
+    detail: { clients: target, rounds: cfg.rounds, missing_receipts: missing, setup_failures: setup.failures },
+    loadgen_cpu: cpuw,
+  };
+}
+
+const SCENARIOS = { a: scenarioA, b: scenarioB, c: scenarioC, d: scenarioD, e: scenarioE };
+
+(async () => {
+  const fn = SCENARIOS[cfg.scenario];
+  if (!fn) { log('unknown scenario', cfg.scenario); process.exit(2); }
+  const c0 = process.cpuUsage(); const t0 = nowMs();
+  let res;
+  try {
+    res = await fn();
+  } catch (e) {
+    res = { error: String(e && e.stack || e) };
+  }
+  const c = process.cpuUsage(c0); const wall = nowMs() - t0;
+  res.loadgen_cpu_total = { cpu_ms: (c.user + c.system) / 1000, wall_ms: wall, cpu_fraction: (c.user + c.system) / 1000 / wall };
+  res.type = 'result';
+  res.scenario = cfg.scenario;
+  out(res);
+  rl.close();
+  process.exit(0);
+})();

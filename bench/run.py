@@ -1,0 +1,689 @@
+"""Benchmark orchestration: engine vs bare python-socketio, interleaved, in one invocation.
+
+    python -m bench.run [--quick] [--targets bare,engine-dev,engine-prod] [--scenarios a,b,c,d,e]
+                        [--repeat N] [--set a.durationS=10] [--auth engine-prod=jwt]
+
+Each (scenario, repetition, target) gets a fresh server process on 127.0.0.1, pinned to one core,
+and a fresh Node load generator (bench/loadgen/loadgen.js) pinned to another. Runs are interleaved
+target by target (A B C A B C ...) so machine drift spreads over all targets. See bench/README.md.
+Stdlib only (plus the venv's packages for the version report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+LOADGEN = BENCH / "loadgen" / "loadgen.js"
+CHECK_PROTOCOL = BENCH / "loadgen" / "check_protocol.js"
+RESULTS = BENCH / "results"
+JWT_SECRET_DEFAULT = "bench-only-secret-not-for-production-0123456789abcdef"
+LOADGEN_CPU_LIMIT = 0.90  # fraction of one core above which the generator is the bottleneck
+READY_TIMEOUT_S = 30.0
+
+# ---------------------------------------------------------------------------------------------
+# scenarios
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "a": {
+        "title": "closed loop: {clients} clients, {payloadBytes} B echo with ack, {durationS} s",
+        "full": {"clients": 50, "payloadBytes": 64, "durationS": 30, "warmupS": 2},
+        "quick": {"clients": 50, "payloadBytes": 64, "durationS": 3, "warmupS": 0.5},
+        "better": {"msgs_per_s": "higher"},
+    },
+    "b": {
+        "title": "open loop: {clients} clients x {ratePerClient} msg/s, {durationS} s",
+        "full": {"clients": 1000, "ratePerClient": 1, "payloadBytes": 64, "durationS": 30,
+                 "warmupS": 2},
+        "quick": {"clients": 200, "ratePerClient": 1, "payloadBytes": 64, "durationS": 3,
+                  "warmupS": 0.5},
+        "better": {},
+    },
+    "c": {
+        "title": "idle: {connections} websocket connections ramped at {rampPerS}/s, held {holdS} s",
+        "full": {"connections": 5000, "rampPerS": 500, "holdS": 5},
+        "quick": {"connections": 500, "rampPerS": 500, "holdS": 1},
+        "better": {"connected": "higher"},
+    },
+    "d": {
+        "title": "connect rate: {inFlight} handshakes in flight, {durationS} s",
+        "full": {"inFlight": 50, "durationS": 30, "warmupS": 2},
+        "quick": {"inFlight": 50, "durationS": 3, "warmupS": 0.5},
+        "better": {"connects_per_s": "higher"},
+    },
+    "e": {
+        "title": "fan-out: one emit to a room of {clients}, {rounds} rounds",
+        "full": {"clients": 1000, "rounds": 30, "warmupRounds": 2, "roundGapMs": 200},
+        "quick": {"clients": 200, "rounds": 5, "warmupRounds": 1, "roundGapMs": 100},
+        "better": {},
+    },
+}
+# a figure not listed in "better" is lower-is-better (latencies, memory, failures)
+
+# ---------------------------------------------------------------------------------------------
+# targets
+
+
+@dataclass
+class Target:
+    name: str
+    argv: Callable[[int], list[str]]
+    auth: dict[str, Any] | None = None
+    nsp: str = "/"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _py() -> str:
+    return sys.executable
+
+
+TARGETS: dict[str, Target] = {
+    "bare": Target(
+        "bare", lambda port: [_py(), str(BENCH / "bare_server.py"), "--bind", f"127.0.0.1:{port}"]
+    ),
+    "engine-dev": Target(
+        "engine-dev",
+        lambda port: [_py(), "-m", "engine", "--profile", "profiles/development.toml",
+                      "--bind", f"127.0.0.1:{port}"],
+    ),
+    "engine-prod": Target(
+        "engine-prod",
+        lambda port: [_py(), "-m", "engine", "--profile",
+                      "bench/profiles/production-bench.toml", "--bind", f"127.0.0.1:{port}"],
+        auth={"jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-",
+                      "roles": ["user"]}},
+    ),
+}
+
+
+def parse_auth(spec: str) -> dict[str, Any] | None:
+    """none | jwt | jwt:role1+role2 | json:{"token": "..."} (static CONNECT payload)."""
+    if spec == "none":
+        return None
+    if spec == "jwt" or spec.startswith("jwt:"):
+        roles = spec[4:].split("+") if spec.startswith("jwt:") else ["user"]
+        return {"jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-",
+                        "roles": roles}}
+    if spec.startswith("json:"):
+        return {"static": json.loads(spec[5:])}
+    raise SystemExit(f"--auth: unknown auth spec {spec!r} (none, jwt, jwt:role+role, json:{{...}})")
+
+
+# ---------------------------------------------------------------------------------------------
+# machine
+
+
+def cpu_plan() -> tuple[set[int] | None, set[int] | None, str]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None, f"only {len(cpus)} CPU available: server and load generator share it"
+    return {cpus[0]}, {cpus[1]}, f"server on CPU {cpus[0]}, load generator on CPU {cpus[1]}"
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    for limits in ((want, want), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return
+        except (ValueError, OSError):
+            continue
+
+
+def machine_facts() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {
+        "cores": os.cpu_count(),
+        "usable_cpus": sorted(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "mem_total_mb": mem_kb // 1024 if mem_kb else None,
+        "python": platform.python_version(),
+        "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for dist in ("python-socketio", "python-engineio", "hypercorn", "wsproto", "h11", "engine"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    try:
+        out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True,
+                                     check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        out["node"] = None
+    for pkg in ("ws", "socket.io-client"):
+        pj = BENCH / "node_modules" / pkg / "package.json"
+        out[pkg] = json.loads(pj.read_text())["version"] if pj.exists() else None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# process sampling (/proc)
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(_children(p))
+    return tree
+
+
+def sample(pid: int) -> dict[str, float]:
+    """VmRSS (kB) and CPU seconds (user+system) of the server and its descendants."""
+    rss_kb = 0
+    cpu_s = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss_kb += int(line.split()[1])
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu_s += (int(fields[11]) + int(fields[12])) / tick
+    return {"t": time.monotonic(), "rss_kb": rss_kb, "cpu_s": cpu_s}
+
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+
+class TargetUnavailable(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _preexec(cpus: set[int] | None) -> Callable[[], None]:
+    def fn() -> None:
+        raise_nofile()
+        if cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, cpus)
+        os.setpgrp()  # own process group: we can signal the server and anything it forks
+
+    return fn
+
+
+class Server:
+    def __init__(self, target: Target, cpus: set[int] | None, env: dict[str, str], logdir: Path):
+        self.target = target
+        self.port = free_port()
+        self.argv = target.argv(self.port)
+        self.log_path = logdir / f"{target.name}-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
+                stderr=subprocess.STDOUT, preexec_fn=_preexec(cpus),
+            )
+        except OSError as exc:
+            self._log.close()
+            raise TargetUnavailable(f"could not execute {self.argv[0]}: {exc}") from exc
+
+    def log_tail(self, lines: int = 12) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+            return "\n".join("    | " + line for line in text[-lines:])
+        return ""
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> float:
+        t0 = time.monotonic()
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        last = "no answer"
+        while time.monotonic() - t0 < timeout:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise TargetUnavailable(
+                    f"server process exited with code {rc} before it was ready\n"
+                    f"    command: {' '.join(self.argv)}\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - t0
+                    last = f"HTTP {resp.status}"
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(getattr(exc, "reason", exc))
+            time.sleep(0.05)
+        self.stop()
+        raise TargetUnavailable(
+            f"GET /readyz did not return 200 within {timeout:.0f} s (last: {last})\n"
+            f"    command: {' '.join(self.argv)}\n{self.log_tail()}"
+        )
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+
+
+def loadgen_timeout(params: dict[str, Any]) -> float:
+    t = 60.0 + 2 * (params.get("durationS", 0) + params.get("warmupS", 0))
+    t += params.get("holdS", 0) + 2 * params.get("connections", 0) / max(1, params.get("rampPerS", 1))
+    t += (params.get("rounds", 0) + params.get("warmupRounds", 0)) * (
+        params.get("roundGapMs", 200) + 500) / 1000
+    t += params.get("clients", 0) / 100  # setup
+    return t
+
+
+def run_loadgen(config: dict[str, Any], cpus: set[int] | None, server_pid: int,
+                logdir: Path, tag: str) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    marks: dict[str, dict[str, float]] = {"start": sample(server_pid)}
+    err_path = logdir / f"loadgen-{tag}.log"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            ["node", str(LOADGEN), json.dumps(config)], cwd=BENCH, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=_preexec(cpus),
+        )
+        killer = threading.Timer(loadgen_timeout(config), proc.kill)
+        killer.start()
+        result: dict[str, Any] | None = None
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if msg.get("type") == "mark":
+                    s = sample(server_pid)
+                    s.update({k: v for k, v in msg.items() if k not in ("type", "name", "wait")})
+                    marks[msg["name"]] = s
+                    if msg.get("wait"):
+                        proc.stdin.write("ok\n")
+                        proc.stdin.flush()
+                elif msg.get("type") == "result":
+                    result = msg
+            proc.wait()
+        finally:
+            killer.cancel()
+    marks["end"] = sample(server_pid)
+    if result is None:
+        tail = err_path.read_text(errors="replace")[-2000:]
+        result = {"error": f"load generator gave no result (exit {proc.returncode})\n{tail}"}
+    return result, marks
+
+
+def run_once(target: Target, scenario: str, params: dict[str, Any], rep: int,
+             plan: tuple[set[int] | None, set[int] | None], env: dict[str, str],
+             logdir: Path, deflate: bool) -> dict[str, Any]:
+    server_cpus, loadgen_cpus = plan
+    server = Server(target, server_cpus, env, logdir)
+    try:
+        ready_s = server.wait_ready()
+        auth = target.auth
+        if auth and "jwt" in auth:
+            jwt = dict(auth["jwt"])
+            jwt["secret"] = env[jwt.pop("secret_env", "ENGINE_JWT_SECRET")]
+            auth = {"jwt": jwt}
+        config = {"scenario": scenario, "host": "127.0.0.1", "port": server.port,
+                  "nsp": target.nsp, "auth": auth, "deflate": deflate, **params}
+        result, marks = run_loadgen(config, loadgen_cpus, server.proc.pid, logdir,
+                                    f"{target.name}-{scenario}-{rep}")
+        alive = server.proc.poll() is None
+    finally:
+        rc = server.stop()
+    run: dict[str, Any] = {"target": target.name, "scenario": scenario, "rep": rep,
+                           "ready_s": round(ready_s, 3), "server_exit": rc}
+    run.update({k: v for k, v in result.items() if k not in ("type", "scenario")})
+    figures: dict[str, Any] = dict(result.get("figures") or {})
+    srv: dict[str, Any] = {"rss_start_kb": marks["start"]["rss_kb"],
+                           "rss_end_kb": marks["end"]["rss_kb"]}
+    if "window_start" in marks and "window_end" in marks:
+        w0, w1 = marks["window_start"], marks["window_end"]
+        srv["cpu_fraction"] = round((w1["cpu_s"] - w0["cpu_s"]) / max(1e-9, w1["t"] - w0["t"]), 3)
+    if "rss_before" in marks and "rss_after" in marks:
+        before, after = marks["rss_before"]["rss_kb"], marks["rss_after"]["rss_kb"]
+        open_conns = int(marks["rss_after"].get("open", 0) or 0)
+        srv.update({"rss_before_kb": before, "rss_after_kb": after, "open_at_sample": open_conns})
+        figures["rss_per_conn_kb"] = (after - before) / open_conns if open_conns else None
+        figures["rss_after_mb"] = after / 1024
+    run["figures"] = figures
+    run["server"] = srv
+    reasons = []
+    if "error" in result:
+        reasons.append("error: " + str(result["error"]).splitlines()[0])
+    cpu = (result.get("loadgen_cpu") or {}).get("cpu_fraction")
+    if cpu is not None and cpu > LOADGEN_CPU_LIMIT:
+        reasons.append(f"load generator saturated ({cpu:.0%} of one core > "
+                       f"{LOADGEN_CPU_LIMIT:.0%}): the figures measure the generator")
+    if not alive:
+        reasons.append(f"server died during the run (exit {rc})")
+    run["valid"] = not reasons
+    run["invalid_reasons"] = reasons
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def summarize(runs: list[dict[str, Any]], targets: list[str], scenarios: list[str],
+              baseline: str = "bare") -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for sc in scenarios:
+        sc_runs = [r for r in runs if r["scenario"] == sc]
+        names: list[str] = []
+        for r in sc_runs:
+            for k in r.get("figures", {}):
+                if k not in names:
+                    names.append(k)
+        per_target: dict[str, Any] = {}
+        for t in targets:
+            tr = [r for r in sc_runs if r["target"] == t]
+            stats: dict[str, Any] = {}
+            for k in names:
+                vals = [r["figures"][k] for r in tr if r.get("figures", {}).get(k) is not None]
+                if vals:
+                    stats[k] = {"median": statistics.median(vals), "min": min(vals),
+                                "max": max(vals), "n": len(vals)}
+            cpu = [r["loadgen_cpu"]["cpu_fraction"] for r in tr if r.get("loadgen_cpu")]
+            scpu = [r["server"]["cpu_fraction"] for r in tr if "cpu_fraction" in r.get("server", {})]
+            per_target[t] = {"figures": stats, "runs": len(tr),
+                             "invalid_runs": sum(1 for r in tr if not r["valid"]),
+                             "loadgen_cpu_max": max(cpu) if cpu else None,
+                             "server_cpu_median": statistics.median(scpu) if scpu else None}
+        ratios: dict[str, Any] = {}
+        base = per_target.get(baseline, {}).get("figures", {})
+        for t in targets:
+            if t == baseline:
+                continue
+            mine = per_target[t]["figures"]
+            ratios[f"{t}/{baseline}"] = {
+                k: (mine[k]["median"] / base[k]["median"]
+                    if k in mine and k in base and base[k]["median"] else None)
+                for k in names
+            }
+        summary[sc] = {"figures": names, "better": {k: SCENARIOS[sc]["better"].get(k, "lower")
+                                                    for k in names},
+                       "targets": per_target, "ratios": ratios}
+    return summary
+
+
+def render(summary: dict[str, Any], params: dict[str, dict[str, Any]], targets: list[str],
+           baseline: str = "bare") -> str:
+    out: list[str] = []
+    for sc, s in summary.items():
+        out.append("")
+        out.append(f"({sc}) " + SCENARIOS[sc]["title"].format(**params[sc]))
+        cols = [t for t in targets if s["targets"][t]["runs"]]
+        ratio_cols = [f"{t}/{baseline}" for t in cols if t != baseline and baseline in cols]
+        header = ["figure", "better"] + [f"{t} median [min-max]" for t in cols] + ratio_cols
+        rows = [header]
+        for k in s["figures"]:
+            row = [k, s["better"][k]]
+            for t in cols:
+                f = s["targets"][t]["figures"].get(k)
+                row.append(f"{_fmt(f['median'])} [{_fmt(f['min'])}-{_fmt(f['max'])}]" if f else "-")
+            for rc in ratio_cols:
+                r = s["ratios"][rc].get(k)
+                row.append(f"{r:.2f}x" if r is not None else "-")
+            rows.append(row)
+        cpu_row = ["loadgen CPU (max)", ""]
+        srv_row = ["server CPU (median)", ""]
+        inv_row = ["runs (invalid)", ""]
+        for t in cols:
+            st = s["targets"][t]
+            c = st["loadgen_cpu_max"]
+            cpu_row.append(f"{c:.0%}" if c is not None else "-")
+            sc_ = st["server_cpu_median"]
+            srv_row.append(f"{sc_:.0%}" if sc_ is not None else "-")
+            inv_row.append(f"{st['runs']} ({st['invalid_runs']})")
+        rows += [cpu_row + [""] * len(ratio_cols), srv_row + [""] * len(ratio_cols),
+                 inv_row + [""] * len(ratio_cols)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        for n, r in enumerate(rows):
+            out.append("  " + "  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i])
+                                        for i, c in enumerate(r)))
+            if n == 0:
+                out.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def ensure_loadgen() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not on PATH: the load generator needs Node >= 18"
+    if not (BENCH / "node_modules" / "ws" / "package.json").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            return "bench/node_modules is missing and npm is not on PATH: run `npm ci` in bench/"
+        print("installing the load generator's packages: npm ci (in bench/)", flush=True)
+        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BENCH)
+        if proc.returncode != 0:
+            return "`npm ci` in bench/ failed"
+    return None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: short durations, fewer clients, 1 repetition")
+    p.add_argument("--targets", default="bare,engine-dev,engine-prod")
+    p.add_argument("--scenarios", default="a,b,c,d,e")
+    p.add_argument("--repeat", type=int, default=None, help="repetitions (default 3, --quick 1)")
+    p.add_argument("--set", action="append", default=[], metavar="S.KEY=VALUE",
+                   help="override a scenario parameter, e.g. a.durationS=10 (value is JSON)")
+    p.add_argument("--auth", action="append", default=[], metavar="TARGET=SPEC",
+                   help="CONNECT auth per target: none | jwt | jwt:role+role | json:{...}")
+    p.add_argument("--no-deflate", action="store_true",
+                   help="do not offer permessage-deflate (socket.io-client offers it)")
+    p.add_argument("--results-dir", default=str(RESULTS))
+    p.add_argument("--no-protocol-check", action="store_true",
+                   help="skip bench/loadgen/check_protocol.js before the runs")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for t in targets:
+        if t not in TARGETS:
+            print(f"unknown target {t!r}; known: {', '.join(TARGETS)}", file=sys.stderr)
+            return 2
+    for s in scenarios:
+        if s not in SCENARIOS:
+            print(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+            return 2
+    repeat = args.repeat or (1 if args.quick else 3)
+    mode = "quick" if args.quick else "full"
+    params = {s: dict(SCENARIOS[s][mode]) for s in SCENARIOS}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        sc, _, name = key.partition(".")
+        if sc not in params or not name or not value:
+            print(f"--set {item!r}: expected S.KEY=VALUE with S in a-e", file=sys.stderr)
+            return 2
+        try:
+            params[sc][name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[sc][name] = value
+    for item in args.auth:
+        name, _, spec = item.partition("=")
+        if name not in TARGETS:
+            print(f"--auth {item!r}: unknown target", file=sys.stderr)
+            return 2
+        TARGETS[name].auth = parse_auth(spec)
+
+    problem = ensure_loadgen()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if not args.no_protocol_check:
+        chk = subprocess.run(["node", str(CHECK_PROTOCOL)], cwd=BENCH, capture_output=True,
+                             text=True, timeout=60)
+        if chk.returncode != 0:
+            print(chk.stdout + chk.stderr, file=sys.stderr)
+            print("error: the load generator's frames differ from socket.io-client's",
+                  file=sys.stderr)
+            return 2
+        print("protocol check: loadgen frames byte-identical to socket.io-client", flush=True)
+
+    raise_nofile()
+    server_cpus, loadgen_cpus, pinning = cpu_plan()
+    if loadgen_cpus:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, loadgen_cpus)  # keep the orchestrator off the server's CPU
+    env = dict(os.environ)
+    env.setdefault("ENGINE_JWT_SECRET", JWT_SECRET_DEFAULT)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    logdir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    started = dt.datetime.now(dt.UTC)
+    print(f"{mode} run: targets {','.join(targets)}; scenarios {','.join(scenarios)}; "
+          f"{repeat} repetition(s); {pinning}; logs in {logdir}", flush=True)
+
+    unavailable: dict[str, str] = {}
+    runs: list[dict[str, Any]] = []
+    for sc in scenarios:
+        for rep in range(1, repeat + 1):
+            for t in targets:  # interleaved: A B C A B C ...
+                if t in unavailable:
+                    continue
+                label = f"({sc}) rep {rep}/{repeat} {t}"
+                print(f"  {label} ...", end="", flush=True)
+                t0 = time.monotonic()
+                try:
+                    run = run_once(TARGETS[t], sc, params[sc], rep, (server_cpus, loadgen_cpus),
+                                   env, logdir, deflate=not args.no_deflate)
+                except TargetUnavailable as exc:
+                    unavailable[t] = str(exc)
+                    print(f" UNAVAILABLE\n\ntarget {t!r} cannot be benchmarked: {exc}\n"
+                          f"(skipping {t} for the rest of this invocation)\n", flush=True)
+                    continue
+                runs.append(run)
+                figs = ", ".join(f"{k}={_fmt(v)}" for k, v in run["figures"].items())
+                cpu = (run.get("loadgen_cpu") or {}).get("cpu_fraction")
+                state = "ok" if run["valid"] else "INVALID: " + "; ".join(run["invalid_reasons"])
+                print(f" {time.monotonic() - t0:.1f} s  {figs}  "
+                      f"[loadgen cpu {cpu:.0%}] {state}" if cpu is not None else f" {state}",
+                      flush=True)
+
+    ran_targets = [t for t in targets if t not in unavailable]
+    summary = summarize(runs, ran_targets, scenarios)
+    vers = versions()
+    facts = machine_facts()
+    print("\nversions: " + ", ".join(f"{k} {v}" for k, v in vers.items() if v))
+    print(f"machine: {facts['cores']} cores ({pinning}), {facts['cpu_model']}, "
+          f"kernel {facts['kernel']}, {facts['mem_total_mb']} MB")
+    print(render(summary, params, ran_targets))
+    for t, why in unavailable.items():
+        print(f"\n{t}: not benchmarked: {why.splitlines()[0]}")
+
+    doc = {
+        "started": started.isoformat(), "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "argv": list(argv) if argv is not None else sys.argv[1:], "mode": mode,
+        "repeat": repeat, "targets": targets, "scenarios": scenarios,
+        "params": {s: params[s] for s in scenarios}, "pinning": pinning,
+        "deflate_offered": not args.no_deflate, "loadgen_cpu_limit": LOADGEN_CPU_LIMIT,
+        "versions": vers, "machine": facts, "unavailable": unavailable,
+        "target_argv": {t: TARGETS[t].argv(0) for t in targets}, "runs": runs,
+        "summary": summary, "logs": str(logdir),
+    }
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / (started.strftime("%Y%m%dT%H%M%SZ") + ".json")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    tmp.replace(path)
+    print(f"\nresults: {path}")
+    invalid = [r for r in runs if not r["valid"]]
+    if invalid:
+        print(f"{len(invalid)} run(s) invalid (see invalid_reasons in the JSON)")
+    if unavailable:
+        return 3
+    return 1 if invalid or not runs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The engine's namespace wrapper and the thin base class users may subclass.
+
+Each declared namespace is served by one `EngineNamespace`. It joins the declared rooms,
+answers the built-in `join_room` / `leave_room` events, and forwards everything else to the
+user's handler: any plain `socketio.AsyncNamespace` subclass, used unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import socketio
+
+from engine.profile.model import NamespaceSpec
+from engine.refusal import Refusal
+from engine.rooms import valid_room_name
+
+BUILTIN_EVENTS = frozenset({"join_room", "leave_room"})
+
+
+class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """Optional base class for handlers: a plain AsyncNamespace plus engine facts.
+
+    Handlers need not inherit from it; `socketio.AsyncNamespace` subclasses work unchanged.
+    """
+
+    def rooms_of(self, sid: str) -> list[str]:
+        """Rooms `sid` is in within this namespace (including its own sid room)."""
+        rooms: list[str] = self.server.rooms(sid, namespace=self.namespace)
+        return rooms
+
+
+def import_handler(target: str) -> type[Any]:
+    module_name, _, class_name = target.partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """Serves one declared namespace; the user's handler (if any) sits behind it."""
+
+    def __init__(self, spec: NamespaceSpec) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self.handler: socketio.AsyncNamespace | None = None
+        if spec.handler:
+            self.handler = import_handler(spec.handler)(spec.name)
+        self.client_rooms: dict[str, set[str]] = {}
+
+    def _set_server(self, server: Any) -> None:
+        super()._set_server(server)
+        if self.handler is not None:
+            self.handler._set_server(server)
+
+    def facts(self, sid: str) -> dict[str, str | None]:
+        return {"sid": sid, "namespace": self.spec.name, "user.id": None}
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            return await self._connect(*args)
+        if event == "disconnect":
+            self.client_rooms.pop(args[0], None)
+            return await self._forward(event, *args)
+        if event == "join_room":
+            return await self._join(args[0], args[1] if len(args) > 1 else None)
+        if event == "leave_room":
+            return await self._leave(args[0], args[1] if len(args) > 1 else None)
+        return await self._forward(event, *args)
+
+    async def _forward(self, event: str, *args: Any) -> Any:
+        if self.handler is None:
+            return self.server.not_handled
+        return await self.handler.trigger_event(event, *args)
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
+        if self.handler is not None:
+            try:
+                result = await self.handler.trigger_event("connect", sid, environ, auth)
+            except TypeError:
+                if auth is not None:
+                    raise
+                result = await self.handler.trigger_event("connect", sid, environ)
+            if result is False:
+                return False
+        facts = self.facts(sid)
+        for template in self.spec.auto_join:
+            room = template.render(facts)
+            if room is not None:
+                await self.enter_room(sid, room)
+        self.client_rooms[sid] = set()
+        return None
+
+    def _room_from(self, data: Any) -> str:
+        room = data.get("room") if isinstance(data, dict) else data
+        if not valid_room_name(room):
+            raise Refusal("invalid_payload", "room must be a non-empty printable string")
+        assert isinstance(room, str)
+        return room
+
+    async def _join(self, sid: str, data: Any) -> dict[str, Any]:
+        room = self._room_from(data)
+        facts = self.facts(sid)
+        if not any(p.matches(room, facts) for p in self.spec.client_join):
+            raise Refusal("forbidden", f"room '{room}' may not be joined")
+        joined = self.client_rooms.setdefault(sid, set())
+        if room not in joined and len(joined) >= self.spec.max_client_rooms:
+            raise Refusal(
+                "forbidden", f"at most {self.spec.max_client_rooms} rooms per connection"
+            )
+        joined.add(room)
+        await self.enter_room(sid, room)
+        return {"ok": True, "room": room}
+
+    async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
+        room = self._room_from(data)
+        joined = self.client_rooms.get(sid, set())
+        if room not in joined:
+            raise Refusal("forbidden", f"room '{room}' was not joined with join_room")
+        joined.discard(room)
+        await self.leave_room(sid, room)
+        return {"ok": True, "room": room}

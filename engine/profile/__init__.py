@@ -1,0 +1,1 @@
+"""Profile loading, location, validation, model and build."""

@@ -1,0 +1,211 @@
+"""Semantic checks JSON Schema cannot express, run on a schema-valid, default-filled profile.
+
+Each `check_*` returns diagnostics (errors or warnings) and never raises, so all of them run
+and the user sees everything in one pass. Environment-dependent checks (importing handlers,
+reading TLS files) only run with `--check-env`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from engine.errors import Diagnostic
+from engine.policies.origin import pattern_error
+from engine.profile.load import Loaded
+from engine.rooms import RoomTemplate, TemplateError
+
+_NAMESPACE = re.compile(r"^/(?:[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*)?$")
+RESERVED_EVENTS = frozenset(
+    {
+        "connect",
+        "connect_error",
+        "disconnect",
+        "disconnecting",
+        "newListener",
+        "removeListener",
+        "error",
+        "join_room",
+        "leave_room",
+    }
+)
+
+Check = Callable[[Loaded, dict[str, Any]], list[Diagnostic]]
+
+
+def check_ping(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    server = data["server"]
+    interval, timeout = server["ping_interval_seconds"], server["ping_timeout_seconds"]
+    if timeout > interval:
+        return [
+            loaded.diagnostic(
+                ("server", "ping_timeout_seconds"),
+                "ping timeout is longer than the ping interval, so a dead peer is noticed "
+                "only after several missed pings",
+                expected=f"<= ping_interval_seconds ({interval})",
+                got=str(timeout),
+            )
+        ]
+    return []
+
+
+def check_namespaces(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for name, spec in data["namespaces"].items():
+        base = ("namespaces", name)
+        if not _NAMESPACE.match(name):
+            out.append(
+                loaded.diagnostic(
+                    base,
+                    "invalid namespace name",
+                    expected="'/' or '/segment[/segment...]' of letters, digits, '_', '-', '.', '~'",
+                    got=repr(name),
+                )
+            )
+        for key, wildcard in (("auto_join", False), ("client_join", True)):
+            for index, text in enumerate(spec.get(key, [])):
+                try:
+                    RoomTemplate.parse(text, wildcard=wildcard)
+                except TemplateError as exc:
+                    out.append(loaded.diagnostic((*base, key, index), f"invalid room {exc}"))
+        events = spec.get("events")
+        names = events if isinstance(events, list) else list(events or {})
+        for index, event in enumerate(names):
+            if event in RESERVED_EVENTS:
+                where = (*base, "events", index if isinstance(events, list) else event)
+                out.append(
+                    loaded.diagnostic(
+                        where,
+                        "reserved event name",
+                        got=repr(event),
+                        hint="connect, disconnect, error and the built-in join_room/leave_room "
+                        "cannot be declared",
+                    )
+                )
+    return out
+
+
+def check_server(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    server = data["server"]
+    out: list[Diagnostic] = []
+    for index, cidr in enumerate(server["trusted_proxies"]):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            out.append(
+                loaded.diagnostic(
+                    ("server", "trusted_proxies", index),
+                    "invalid network",
+                    expected="an IP address or CIDR such as 10.0.0.0/8",
+                    got=repr(cidr),
+                )
+            )
+    for index, origin in enumerate(server["allowed_origins"]):
+        problem = pattern_error(origin)
+        if problem:
+            out.append(
+                loaded.diagnostic(
+                    ("server", "allowed_origins", index),
+                    f"invalid origin: {problem}",
+                    expected="'*', 'https://host[:port]' or 'https://*.example.com'",
+                    got=repr(origin),
+                )
+            )
+    has_cert, has_key = "tls_cert_file" in server, "tls_key_file" in server
+    if has_cert != has_key:
+        missing = "tls_key_file" if has_cert else "tls_cert_file"
+        present = "tls_cert_file" if has_cert else "tls_key_file"
+        out.append(loaded.diagnostic(("server", present), f"{present} needs {missing} as well"))
+    if "tls_ca_file" in server and not has_cert:
+        out.append(
+            loaded.diagnostic(("server", "tls_ca_file"), "tls_ca_file needs tls_cert_file and tls_key_file")
+        )
+    return out
+
+
+def check_risks(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    """Legal but risky settings: warnings, fatal under --strict."""
+    out: list[Diagnostic] = []
+    environment = data["engine"]["environment"]
+    server = data["server"]
+    if environment != "development" and "*" in server["allowed_origins"]:
+        index = server["allowed_origins"].index("*")
+        out.append(
+            loaded.diagnostic(
+                ("server", "allowed_origins", index),
+                f"any origin may connect in a {environment} profile (cross-site WebSocket "
+                "hijacking); list your sites' origins",
+                severity="warning",
+            )
+        )
+    if environment == "development" and server["host"] in ("0.0.0.0", "::"):
+        out.append(
+            loaded.diagnostic(
+                ("server", "host"),
+                "a development profile listens on every interface",
+                severity="warning",
+            )
+        )
+    if environment != "development":
+        for name, spec in data["namespaces"].items():
+            if "events" not in spec:
+                out.append(
+                    loaded.diagnostic(
+                        ("namespaces", name),
+                        "no events allow-list: clients may send any event name",
+                        severity="warning",
+                    )
+                )
+    return out
+
+
+def check_environment(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    """Things only true on the machine that will run the profile (--check-env)."""
+    out: list[Diagnostic] = []
+    for name, spec in data["namespaces"].items():
+        if "handler" in spec:
+            problem = handler_problem(spec["handler"])
+            if problem:
+                out.append(loaded.diagnostic(("namespaces", name, "handler"), problem))
+    for key in ("tls_cert_file", "tls_key_file", "tls_ca_file"):
+        base = loaded.base_dir(("server", key))
+        if key in data["server"] and not (base / data["server"][key]).is_file():
+            out.append(
+                loaded.diagnostic(
+                    ("server", key),
+                    "file not found",
+                    got=repr(data["server"][key]),
+                    hint=f"relative paths are resolved from {base}",
+                )
+            )
+    return out
+
+
+def handler_problem(target: str) -> str | None:
+    """Why `package.module:Class` cannot serve as a namespace handler, or None."""
+    import socketio
+
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        return f"cannot import module '{module_name}': {type(exc).__name__}: {exc}"
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        return f"module '{module_name}' has no attribute '{class_name}'"
+    if not (isinstance(cls, type) and issubclass(cls, socketio.AsyncNamespace)):
+        return f"'{target}' is not a socketio.AsyncNamespace subclass"
+    return None
+
+
+CHECKS: tuple[Check, ...] = (check_ping, check_namespaces, check_server, check_risks)
+
+
+def run(loaded: Loaded, *, check_env: bool = False) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for check in (*CHECKS, check_environment) if check_env else CHECKS:
+        out.extend(check(loaded, loaded.data))
+    return out

@@ -1,0 +1,84 @@
+"""The validated profile as immutable typed objects: the only form the runtime reads.
+
+Built once by `engine.profile.build` from a schema-valid, default-filled document. Secret
+values are excluded from `repr` so they cannot reach a log line by accident.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from engine.rooms import RoomTemplate
+
+Environment = Literal["development", "production", "maintenance"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    name: str
+    environment: Environment
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    host: str
+    port: int
+    path: str
+    transports: tuple[str, ...]
+    ping_interval_seconds: float
+    ping_timeout_seconds: float
+    connect_timeout_seconds: float
+    max_payload_bytes: int
+    allowed_origins: tuple[str, ...]
+    compression: bool
+    compression_threshold_bytes: int
+    shutdown_grace_seconds: float
+    listen_backlog: int
+    trusted_proxies: tuple[Network, ...]
+    access_log: bool
+    log_level: str
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_key_password: str | None = field(default=None, repr=False)
+
+    @property
+    def bind(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One declared client event."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceSpec:
+    """One declared namespace; `events` is None when any event name is accepted."""
+
+    name: str
+    description: str
+    handler: str | None
+    events: Mapping[str, EventSpec] | None
+    auto_join: tuple[RoomTemplate, ...]
+    client_join: tuple[RoomTemplate, ...]
+    max_client_rooms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    engine: EngineInfo
+    server: ServerOptions
+    namespaces: Mapping[str, NamespaceSpec]
+    config_hash: str
+    source: str

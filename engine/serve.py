@@ -1,0 +1,142 @@
+"""Run an engine: listener, hypercorn on anyio's asyncio backend, readiness, graceful drain.
+
+Shutdown (SIGTERM/SIGINT, or `Running.stop()`): /readyz turns 503 and new Engine.IO sessions
+are refused, every session is closed cleanly (clients see a transport close and reconnect,
+elsewhere behind a balancer), in-flight handlers get up to `shutdown_grace_seconds`, then the
+listener closes. A second signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import TaskStatus
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from engine.app import Engine, build_app
+from engine.lifecycle import Lifecycle, Phase
+from engine.profile.model import Profile
+
+log = logging.getLogger("engine")
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT` -> (host, port); ValueError with a readable message."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--bind expects HOST:PORT, got {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+def open_listener(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def hypercorn_config(profile: Profile, fd: int) -> Config:
+    server = profile.server
+    config = Config()
+    config.bind = [f"fd://{fd}"]
+    config.backlog = server.listen_backlog
+    config.graceful_timeout = max(server.shutdown_grace_seconds, 0.1)
+    config.websocket_max_message_size = server.max_payload_bytes
+    config.include_server_header = False
+    config.accesslog = logging.getLogger("engine.access") if server.access_log else None
+    config.errorlog = logging.getLogger("engine.http")
+    if server.tls_cert_file and server.tls_key_file:
+        config.certfile = str(server.tls_cert_file)
+        config.keyfile = str(server.tls_key_file)
+        config.keyfile_password = server.tls_key_password
+        if server.tls_ca_file:
+            config.ca_certs = str(server.tls_ca_file)
+            config.verify_mode = ssl.CERT_REQUIRED
+    return config
+
+
+@dataclass(slots=True)
+class Running:
+    """Handle on a serving engine, given to `task_status.started` and to tests."""
+
+    engine: Engine
+    host: str
+    port: int
+    stop_requested: anyio.Event = field(default_factory=anyio.Event)
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.engine.profile.server.tls_cert_file else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+def summary(running: Running) -> str:
+    profile = running.engine.profile
+    return (
+        f"engine serving profile={profile.engine.name} "
+        f"environment={profile.engine.environment} "
+        f"namespaces={','.join(profile.namespaces)} "
+        f"bind={running.host}:{running.port} "
+        f"config_hash={profile.config_hash} source={profile.source}"
+    )
+
+
+async def serve(
+    profile: Profile,
+    *,
+    bind: str | None = None,
+    signals: bool = True,
+    task_status: TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `profile` until stopped; returns after a graceful drain."""
+    host, port = parse_bind(bind) if bind else (profile.server.host, profile.server.port)
+    lifecycle = Lifecycle()
+    engine = build_app(profile, lifecycle)
+    sock = open_listener(host, port, profile.server.listen_backlog)
+    running = Running(engine, host, sock.getsockname()[1])
+    config = hypercorn_config(profile, sock.detach())
+    hypercorn_stop = anyio.Event()
+    assert engine.app is not None
+
+    async with anyio.create_task_group() as tasks:
+        if signals:
+            tasks.start_soon(_watch_signals, running, tasks.cancel_scope)
+        tasks.start_soon(_run_hypercorn, engine, config, hypercorn_stop)
+        lifecycle.advance(Phase.SERVING)
+        log.info(summary(running))
+        task_status.started(running)
+        await running.stop_requested.wait()
+        lifecycle.advance(Phase.DRAINING)
+        log.info("engine draining: closing %d sessions", len(engine.sio.eio.sockets))
+        with anyio.move_on_after(profile.server.shutdown_grace_seconds):
+            await engine.sio.close_all()
+            await engine.sio.drained()
+        hypercorn_stop.set()
+    lifecycle.advance(Phase.STOPPED)
+    log.info("engine stopped")
+
+
+async def _run_hypercorn(engine: Engine, config: Config, stop: anyio.Event) -> None:
+    await hypercorn_serve(engine.app, config, shutdown_trigger=stop.wait, mode="asgi")  # type: ignore[arg-type]
+
+
+async def _watch_signals(running: Running, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        count = 0
+        async for signum in received:
+            count += 1
+            log.info("engine received %s", signal.Signals(signum).name)
+            running.stop()
+            if count > 1:
+                scope.cancel()
+                return
