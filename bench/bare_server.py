@@ -22,17 +22,17 @@ FANOUT_ROOM = "all"
 sio = socketio.AsyncServer(async_mode="asgi")
 
 
-@sio.event
+@sio.event  # type: ignore[untyped-decorator]
 async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
     await sio.enter_room(sid, FANOUT_ROOM)
 
 
-@sio.event
+@sio.event  # type: ignore[untyped-decorator]
 async def echo(sid: str, data: Any) -> Any:
     return data
 
 
-@sio.event
+@sio.event  # type: ignore[untyped-decorator]
 async def fanout(sid: str, data: Any) -> bool:
     await sio.emit("tick", data, room=FANOUT_ROOM)
     return True
@@ -56,7 +56,10 @@ async def readyz(scope: dict[str, Any], receive: Any, send: Any) -> None:
         {
             "type": "http.response.start",
             "status": 200 if ok else 404,
-            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -72,7 +75,7 @@ async def main(bind: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=stop.wait)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ RESULTS = BENCH / "results"
 JWT_SECRET_DEFAULT = "bench-only-secret-not-for-production-0123456789abcdef"
 LOADGEN_CPU_LIMIT = 0.90  # fraction of one core above which the generator is the bottleneck
 READY_TIMEOUT_S = 30.0
+FOREIGN_LOAD_LIMIT = 0.15  # busy share of a benchmark CPU from other processes -> warning
 
 # ---------------------------------------------------------------------------------------------
 # scenarios
@@ -56,10 +57,20 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "b": {
         "title": "open loop: {clients} clients x {ratePerClient} msg/s, {durationS} s",
-        "full": {"clients": 1000, "ratePerClient": 1, "payloadBytes": 64, "durationS": 30,
-                 "warmupS": 2},
-        "quick": {"clients": 200, "ratePerClient": 1, "payloadBytes": 64, "durationS": 3,
-                  "warmupS": 0.5},
+        "full": {
+            "clients": 1000,
+            "ratePerClient": 1,
+            "payloadBytes": 64,
+            "durationS": 30,
+            "warmupS": 2,
+        },
+        "quick": {
+            "clients": 200,
+            "ratePerClient": 1,
+            "payloadBytes": 64,
+            "durationS": 3,
+            "warmupS": 0.5,
+        },
         "better": {},
     },
     "c": {
@@ -106,15 +117,31 @@ TARGETS: dict[str, Target] = {
     ),
     "engine-dev": Target(
         "engine-dev",
-        lambda port: [_py(), "-m", "engine", "--profile", "profiles/development.toml",
-                      "--bind", f"127.0.0.1:{port}"],
+        # profiles/development.toml + the bench echo handler and room "all" (it has no handler)
+        lambda port: [
+            _py(),
+            "-m",
+            "engine",
+            "--profile",
+            "bench/profiles/development-bench.toml",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
     ),
     "engine-prod": Target(
         "engine-prod",
-        lambda port: [_py(), "-m", "engine", "--profile",
-                      "bench/profiles/production-bench.toml", "--bind", f"127.0.0.1:{port}"],
-        auth={"jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-",
-                      "roles": ["user"]}},
+        lambda port: [
+            _py(),
+            "-m",
+            "engine",
+            "--profile",
+            "bench/profiles/production-bench.toml",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        auth={
+            "jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-", "roles": ["user"]}
+        },
     ),
 }
 
@@ -125,8 +152,7 @@ def parse_auth(spec: str) -> dict[str, Any] | None:
         return None
     if spec == "jwt" or spec.startswith("jwt:"):
         roles = spec[4:].split("+") if spec.startswith("jwt:") else ["user"]
-        return {"jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-",
-                        "roles": roles}}
+        return {"jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-", "roles": roles}}
     if spec.startswith("json:"):
         return {"static": json.loads(spec[5:])}
     raise SystemExit(f"--auth: unknown auth spec {spec!r} (none, jwt, jwt:role+role, json:{{...}})")
@@ -144,7 +170,7 @@ def cpu_plan() -> tuple[set[int] | None, set[int] | None, str]:
 
 
 def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
     for limits in ((want, want), (hard, hard)):
         try:
@@ -186,8 +212,9 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     try:
-        out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True,
-                                     check=True).stdout.strip()
+        out["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         out["node"] = None
     for pkg in ("ws", "socket.io-client"):
@@ -224,7 +251,20 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def sample(pid: int) -> dict[str, float]:
+def cpu_jiffies() -> dict[int, tuple[int, int]]:
+    """Per CPU (busy, total) jiffies from /proc/stat."""
+    out: dict[int, tuple[int, int]] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("cpu") and line[3:4].isdigit():
+                name, *vals = line.split()
+                v = [int(x) for x in vals[:8]]
+                idle = v[3] + v[4]
+                out[int(name[3:])] = (sum(v) - idle, sum(v))
+    return out
+
+
+def sample(pid: int) -> dict[str, Any]:
     """VmRSS (kB) and CPU seconds (user+system) of the server and its descendants."""
     rss_kb = 0
     cpu_s = 0.0
@@ -236,7 +276,23 @@ def sample(pid: int) -> dict[str, float]:
                     rss_kb += int(line.split()[1])
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             cpu_s += (int(fields[11]) + int(fields[12])) / tick
-    return {"t": time.monotonic(), "rss_kb": rss_kb, "cpu_s": cpu_s}
+    return {"t": time.monotonic(), "rss_kb": rss_kb, "cpu_s": cpu_s, "cpus": cpu_jiffies()}
+
+
+def foreign_load(
+    w0: dict[str, Any], w1: dict[str, Any], cpu: set[int] | None, own_fraction: float | None
+) -> float | None:
+    """Busy fraction of `cpu` over the window not explained by our own process on it."""
+    if not cpu or own_fraction is None:
+        return None
+    (c,) = cpu
+    if c not in w0["cpus"] or c not in w1["cpus"]:
+        return None
+    busy: int = w1["cpus"][c][0] - w0["cpus"][c][0]
+    total: int = w1["cpus"][c][1] - w0["cpus"][c][1]
+    if total <= 0:
+        return None
+    return max(0.0, busy / total - own_fraction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,8 +329,13 @@ class Server:
         self._log = self.log_path.open("wb")
         try:
             self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
-                stderr=subprocess.STDOUT, preexec_fn=_preexec(cpus),
+                self.argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_preexec(cpus),
             )
         except OSError as exc:
             self._log.close()
@@ -333,27 +394,39 @@ class Server:
 
 def loadgen_timeout(params: dict[str, Any]) -> float:
     t = 60.0 + 2 * (params.get("durationS", 0) + params.get("warmupS", 0))
-    t += params.get("holdS", 0) + 2 * params.get("connections", 0) / max(1, params.get("rampPerS", 1))
-    t += (params.get("rounds", 0) + params.get("warmupRounds", 0)) * (
-        params.get("roundGapMs", 200) + 500) / 1000
+    t += params.get("holdS", 0) + 2 * params.get("connections", 0) / max(
+        1, params.get("rampPerS", 1)
+    )
+    t += (
+        (params.get("rounds", 0) + params.get("warmupRounds", 0))
+        * (params.get("roundGapMs", 200) + 500)
+        / 1000
+    )
     t += params.get("clients", 0) / 100  # setup
-    return t
+    return float(t)
 
 
-def run_loadgen(config: dict[str, Any], cpus: set[int] | None, server_pid: int,
-                logdir: Path, tag: str) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+def run_loadgen(
+    config: dict[str, Any], cpus: set[int] | None, server_pid: int, logdir: Path, tag: str
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     marks: dict[str, dict[str, float]] = {"start": sample(server_pid)}
     err_path = logdir / f"loadgen-{tag}.log"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
-            ["node", str(LOADGEN), json.dumps(config)], cwd=BENCH, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=_preexec(cpus),
+            ["node", str(LOADGEN), json.dumps(config)],
+            cwd=BENCH,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            preexec_fn=_preexec(cpus),
         )
         killer = threading.Timer(loadgen_timeout(config), proc.kill)
         killer.start()
         result: dict[str, Any] | None = None
         try:
-            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout is not None
+            assert proc.stdin is not None
             for line in proc.stdout:
                 try:
                     msg = json.loads(line)
@@ -378,9 +451,16 @@ def run_loadgen(config: dict[str, Any], cpus: set[int] | None, server_pid: int,
     return result, marks
 
 
-def run_once(target: Target, scenario: str, params: dict[str, Any], rep: int,
-             plan: tuple[set[int] | None, set[int] | None], env: dict[str, str],
-             logdir: Path, deflate: bool) -> dict[str, Any]:
+def run_once(
+    target: Target,
+    scenario: str,
+    params: dict[str, Any],
+    rep: int,
+    plan: tuple[set[int] | None, set[int] | None],
+    env: dict[str, str],
+    logdir: Path,
+    deflate: bool,
+) -> dict[str, Any]:
     server_cpus, loadgen_cpus = plan
     server = Server(target, server_cpus, env, logdir)
     try:
@@ -390,22 +470,46 @@ def run_once(target: Target, scenario: str, params: dict[str, Any], rep: int,
             jwt = dict(auth["jwt"])
             jwt["secret"] = env[jwt.pop("secret_env", "ENGINE_JWT_SECRET")]
             auth = {"jwt": jwt}
-        config = {"scenario": scenario, "host": "127.0.0.1", "port": server.port,
-                  "nsp": target.nsp, "auth": auth, "deflate": deflate, **params}
-        result, marks = run_loadgen(config, loadgen_cpus, server.proc.pid, logdir,
-                                    f"{target.name}-{scenario}-{rep}")
+        config = {
+            "scenario": scenario,
+            "host": "127.0.0.1",
+            "port": server.port,
+            "nsp": target.nsp,
+            "auth": auth,
+            "deflate": deflate,
+            **params,
+        }
+        result, marks = run_loadgen(
+            config, loadgen_cpus, server.proc.pid, logdir, f"{target.name}-{scenario}-{rep}"
+        )
         alive = server.proc.poll() is None
     finally:
         rc = server.stop()
-    run: dict[str, Any] = {"target": target.name, "scenario": scenario, "rep": rep,
-                           "ready_s": round(ready_s, 3), "server_exit": rc}
+    run: dict[str, Any] = {
+        "target": target.name,
+        "scenario": scenario,
+        "rep": rep,
+        "ready_s": round(ready_s, 3),
+        "server_exit": rc,
+    }
     run.update({k: v for k, v in result.items() if k not in ("type", "scenario")})
     figures: dict[str, Any] = dict(result.get("figures") or {})
-    srv: dict[str, Any] = {"rss_start_kb": marks["start"]["rss_kb"],
-                           "rss_end_kb": marks["end"]["rss_kb"]}
-    if "window_start" in marks and "window_end" in marks:
-        w0, w1 = marks["window_start"], marks["window_end"]
+    srv: dict[str, Any] = {
+        "rss_start_kb": marks["start"]["rss_kb"],
+        "rss_end_kb": marks["end"]["rss_kb"],
+    }
+    window = ("window_start", "window_end")
+    if not all(k in marks for k in window):
+        window = ("rss_before", "rss_after")
+    interference: dict[str, float | None] = {}
+    if all(k in marks for k in window):
+        w0, w1 = marks[window[0]], marks[window[1]]
         srv["cpu_fraction"] = round((w1["cpu_s"] - w0["cpu_s"]) / max(1e-9, w1["t"] - w0["t"]), 3)
+        lg = (result.get("loadgen_cpu") or {}).get("cpu_fraction")
+        interference = {
+            "server_cpu_foreign": foreign_load(w0, w1, server_cpus, srv["cpu_fraction"]),
+            "loadgen_cpu_foreign": foreign_load(w0, w1, loadgen_cpus, lg),
+        }
     if "rss_before" in marks and "rss_after" in marks:
         before, after = marks["rss_before"]["rss_kb"], marks["rss_after"]["rss_kb"]
         open_conns = int(marks["rss_after"].get("open", 0) or 0)
@@ -419,12 +523,29 @@ def run_once(target: Target, scenario: str, params: dict[str, Any], rep: int,
         reasons.append("error: " + str(result["error"]).splitlines()[0])
     cpu = (result.get("loadgen_cpu") or {}).get("cpu_fraction")
     if cpu is not None and cpu > LOADGEN_CPU_LIMIT:
-        reasons.append(f"load generator saturated ({cpu:.0%} of one core > "
-                       f"{LOADGEN_CPU_LIMIT:.0%}): the figures measure the generator")
+        reasons.append(
+            f"load generator saturated ({cpu:.0%} of one core > "
+            f"{LOADGEN_CPU_LIMIT:.0%}): the figures measure the generator"
+        )
     if not alive:
         reasons.append(f"server died during the run (exit {rc})")
     run["valid"] = not reasons
     run["invalid_reasons"] = reasons
+    # Other processes on the benchmark CPUs (another job on a shared machine) skew the figures:
+    # flagged as a warning, not as invalid (the orchestrator's own polling is a few %).
+    run["interference"] = interference
+    run["warnings"] = [
+        f"{k.replace('_cpu_foreign', '')} CPU {v:.0%} busy with other processes"
+        for k, v in interference.items()
+        if v is not None and v > FOREIGN_LOAD_LIMIT
+    ]
+    attempted = (result.get("detail") or {}).get("attempted")
+    open_at_sample = srv.get("open_at_sample")
+    if attempted and open_at_sample is not None and open_at_sample < 0.99 * attempted:
+        run["warnings"].append(
+            f"only {open_at_sample} of {attempted} connections open at the RSS sample: "
+            "rss_per_conn_kb includes the cost of the failed ones"
+        )
     return run
 
 
@@ -444,8 +565,9 @@ def _fmt(v: float | None) -> str:
     return f"{v:.2f}"
 
 
-def summarize(runs: list[dict[str, Any]], targets: list[str], scenarios: list[str],
-              baseline: str = "bare") -> dict[str, Any]:
+def summarize(
+    runs: list[dict[str, Any]], targets: list[str], scenarios: list[str], baseline: str = "bare"
+) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for sc in scenarios:
         sc_runs = [r for r in runs if r["scenario"] == sc]
@@ -461,14 +583,24 @@ def summarize(runs: list[dict[str, Any]], targets: list[str], scenarios: list[st
             for k in names:
                 vals = [r["figures"][k] for r in tr if r.get("figures", {}).get(k) is not None]
                 if vals:
-                    stats[k] = {"median": statistics.median(vals), "min": min(vals),
-                                "max": max(vals), "n": len(vals)}
+                    stats[k] = {
+                        "median": statistics.median(vals),
+                        "min": min(vals),
+                        "max": max(vals),
+                        "n": len(vals),
+                    }
             cpu = [r["loadgen_cpu"]["cpu_fraction"] for r in tr if r.get("loadgen_cpu")]
-            scpu = [r["server"]["cpu_fraction"] for r in tr if "cpu_fraction" in r.get("server", {})]
-            per_target[t] = {"figures": stats, "runs": len(tr),
-                             "invalid_runs": sum(1 for r in tr if not r["valid"]),
-                             "loadgen_cpu_max": max(cpu) if cpu else None,
-                             "server_cpu_median": statistics.median(scpu) if scpu else None}
+            scpu = [
+                r["server"]["cpu_fraction"] for r in tr if "cpu_fraction" in r.get("server", {})
+            ]
+            per_target[t] = {
+                "figures": stats,
+                "runs": len(tr),
+                "invalid_runs": sum(1 for r in tr if not r["valid"]),
+                "noisy_runs": sum(1 for r in tr if r.get("warnings")),
+                "loadgen_cpu_max": max(cpu) if cpu else None,
+                "server_cpu_median": statistics.median(scpu) if scpu else None,
+            }
         ratios: dict[str, Any] = {}
         base = per_target.get(baseline, {}).get("figures", {})
         for t in targets:
@@ -476,18 +608,28 @@ def summarize(runs: list[dict[str, Any]], targets: list[str], scenarios: list[st
                 continue
             mine = per_target[t]["figures"]
             ratios[f"{t}/{baseline}"] = {
-                k: (mine[k]["median"] / base[k]["median"]
-                    if k in mine and k in base and base[k]["median"] else None)
+                k: (
+                    mine[k]["median"] / base[k]["median"]
+                    if k in mine and k in base and base[k]["median"]
+                    else None
+                )
                 for k in names
             }
-        summary[sc] = {"figures": names, "better": {k: SCENARIOS[sc]["better"].get(k, "lower")
-                                                    for k in names},
-                       "targets": per_target, "ratios": ratios}
+        summary[sc] = {
+            "figures": names,
+            "better": {k: SCENARIOS[sc]["better"].get(k, "lower") for k in names},
+            "targets": per_target,
+            "ratios": ratios,
+        }
     return summary
 
 
-def render(summary: dict[str, Any], params: dict[str, dict[str, Any]], targets: list[str],
-           baseline: str = "bare") -> str:
+def render(
+    summary: dict[str, Any],
+    params: dict[str, dict[str, Any]],
+    targets: list[str],
+    baseline: str = "bare",
+) -> str:
     out: list[str] = []
     for sc, s in summary.items():
         out.append("")
@@ -507,20 +649,27 @@ def render(summary: dict[str, Any], params: dict[str, dict[str, Any]], targets: 
             rows.append(row)
         cpu_row = ["loadgen CPU (max)", ""]
         srv_row = ["server CPU (median)", ""]
-        inv_row = ["runs (invalid)", ""]
+        inv_row = ["runs (invalid, noisy)", ""]
         for t in cols:
             st = s["targets"][t]
             c = st["loadgen_cpu_max"]
             cpu_row.append(f"{c:.0%}" if c is not None else "-")
             sc_ = st["server_cpu_median"]
             srv_row.append(f"{sc_:.0%}" if sc_ is not None else "-")
-            inv_row.append(f"{st['runs']} ({st['invalid_runs']})")
-        rows += [cpu_row + [""] * len(ratio_cols), srv_row + [""] * len(ratio_cols),
-                 inv_row + [""] * len(ratio_cols)]
+            inv_row.append(f"{st['runs']} ({st['invalid_runs']}, {st['noisy_runs']})")
+        rows += [
+            cpu_row + [""] * len(ratio_cols),
+            srv_row + [""] * len(ratio_cols),
+            inv_row + [""] * len(ratio_cols),
+        ]
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         for n, r in enumerate(rows):
-            out.append("  " + "  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i])
-                                        for i, c in enumerate(r)))
+            out.append(
+                "  "
+                + "  ".join(
+                    c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(r)
+                )
+            )
             if n == 0:
                 out.append("  " + "  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -546,20 +695,39 @@ def ensure_loadgen() -> str | None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: short durations, fewer clients, 1 repetition")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: short durations, fewer clients, 1 repetition",
+    )
     p.add_argument("--targets", default="bare,engine-dev,engine-prod")
     p.add_argument("--scenarios", default="a,b,c,d,e")
     p.add_argument("--repeat", type=int, default=None, help="repetitions (default 3, --quick 1)")
-    p.add_argument("--set", action="append", default=[], metavar="S.KEY=VALUE",
-                   help="override a scenario parameter, e.g. a.durationS=10 (value is JSON)")
-    p.add_argument("--auth", action="append", default=[], metavar="TARGET=SPEC",
-                   help="CONNECT auth per target: none | jwt | jwt:role+role | json:{...}")
-    p.add_argument("--no-deflate", action="store_true",
-                   help="do not offer permessage-deflate (socket.io-client offers it)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="S.KEY=VALUE",
+        help="override a scenario parameter, e.g. a.durationS=10 (value is JSON)",
+    )
+    p.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="TARGET=SPEC",
+        help="CONNECT auth per target: none | jwt | jwt:role+role | json:{...}",
+    )
+    p.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="do not offer permessage-deflate (socket.io-client offers it)",
+    )
     p.add_argument("--results-dir", default=str(RESULTS))
-    p.add_argument("--no-protocol-check", action="store_true",
-                   help="skip bench/loadgen/check_protocol.js before the runs")
+    p.add_argument(
+        "--no-protocol-check",
+        action="store_true",
+        help="skip bench/loadgen/check_protocol.js before the runs",
+    )
     return p.parse_args(argv)
 
 
@@ -600,12 +768,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if not args.no_protocol_check:
-        chk = subprocess.run(["node", str(CHECK_PROTOCOL)], cwd=BENCH, capture_output=True,
-                             text=True, timeout=60)
+        chk = subprocess.run(
+            ["node", str(CHECK_PROTOCOL)], cwd=BENCH, capture_output=True, text=True, timeout=60
+        )
         if chk.returncode != 0:
             print(chk.stdout + chk.stderr, file=sys.stderr)
-            print("error: the load generator's frames differ from socket.io-client's",
-                  file=sys.stderr)
+            print(
+                "error: the load generator's frames differ from socket.io-client's", file=sys.stderr
+            )
             return 2
         print("protocol check: loadgen frames byte-identical to socket.io-client", flush=True)
 
@@ -620,8 +790,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     logdir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     started = dt.datetime.now(dt.UTC)
-    print(f"{mode} run: targets {','.join(targets)}; scenarios {','.join(scenarios)}; "
-          f"{repeat} repetition(s); {pinning}; logs in {logdir}", flush=True)
+    print(
+        f"{mode} run: targets {','.join(targets)}; scenarios {','.join(scenarios)}; "
+        f"{repeat} repetition(s); {pinning}; logs in {logdir}",
+        flush=True,
+    )
 
     unavailable: dict[str, str] = {}
     runs: list[dict[str, Any]] = []
@@ -634,41 +807,69 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {label} ...", end="", flush=True)
                 t0 = time.monotonic()
                 try:
-                    run = run_once(TARGETS[t], sc, params[sc], rep, (server_cpus, loadgen_cpus),
-                                   env, logdir, deflate=not args.no_deflate)
+                    run = run_once(
+                        TARGETS[t],
+                        sc,
+                        params[sc],
+                        rep,
+                        (server_cpus, loadgen_cpus),
+                        env,
+                        logdir,
+                        deflate=not args.no_deflate,
+                    )
                 except TargetUnavailable as exc:
                     unavailable[t] = str(exc)
-                    print(f" UNAVAILABLE\n\ntarget {t!r} cannot be benchmarked: {exc}\n"
-                          f"(skipping {t} for the rest of this invocation)\n", flush=True)
+                    print(
+                        f" UNAVAILABLE\n\ntarget {t!r} cannot be benchmarked: {exc}\n"
+                        f"(skipping {t} for the rest of this invocation)\n",
+                        flush=True,
+                    )
                     continue
                 runs.append(run)
                 figs = ", ".join(f"{k}={_fmt(v)}" for k, v in run["figures"].items())
                 cpu = (run.get("loadgen_cpu") or {}).get("cpu_fraction")
                 state = "ok" if run["valid"] else "INVALID: " + "; ".join(run["invalid_reasons"])
-                print(f" {time.monotonic() - t0:.1f} s  {figs}  "
-                      f"[loadgen cpu {cpu:.0%}] {state}" if cpu is not None else f" {state}",
-                      flush=True)
+                if run["warnings"]:
+                    state += " (noisy: " + "; ".join(run["warnings"]) + ")"
+                print(
+                    f" {time.monotonic() - t0:.1f} s  {figs}  [loadgen cpu {cpu:.0%}] {state}"
+                    if cpu is not None
+                    else f" {state}",
+                    flush=True,
+                )
 
     ran_targets = [t for t in targets if t not in unavailable]
     summary = summarize(runs, ran_targets, scenarios)
     vers = versions()
     facts = machine_facts()
     print("\nversions: " + ", ".join(f"{k} {v}" for k, v in vers.items() if v))
-    print(f"machine: {facts['cores']} cores ({pinning}), {facts['cpu_model']}, "
-          f"kernel {facts['kernel']}, {facts['mem_total_mb']} MB")
+    print(
+        f"machine: {facts['cores']} cores ({pinning}), {facts['cpu_model']}, "
+        f"kernel {facts['kernel']}, {facts['mem_total_mb']} MB"
+    )
     print(render(summary, params, ran_targets))
     for t, why in unavailable.items():
         print(f"\n{t}: not benchmarked: {why.splitlines()[0]}")
 
     doc = {
-        "started": started.isoformat(), "finished": dt.datetime.now(dt.UTC).isoformat(),
-        "argv": list(argv) if argv is not None else sys.argv[1:], "mode": mode,
-        "repeat": repeat, "targets": targets, "scenarios": scenarios,
-        "params": {s: params[s] for s in scenarios}, "pinning": pinning,
-        "deflate_offered": not args.no_deflate, "loadgen_cpu_limit": LOADGEN_CPU_LIMIT,
-        "versions": vers, "machine": facts, "unavailable": unavailable,
-        "target_argv": {t: TARGETS[t].argv(0) for t in targets}, "runs": runs,
-        "summary": summary, "logs": str(logdir),
+        "started": started.isoformat(),
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "argv": list(argv) if argv is not None else sys.argv[1:],
+        "mode": mode,
+        "repeat": repeat,
+        "targets": targets,
+        "scenarios": scenarios,
+        "params": {s: params[s] for s in scenarios},
+        "pinning": pinning,
+        "deflate_offered": not args.no_deflate,
+        "loadgen_cpu_limit": LOADGEN_CPU_LIMIT,
+        "versions": vers,
+        "machine": facts,
+        "unavailable": unavailable,
+        "target_argv": {t: TARGETS[t].argv(0) for t in targets},
+        "runs": runs,
+        "summary": summary,
+        "logs": str(logdir),
     }
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -680,6 +881,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     invalid = [r for r in runs if not r["valid"]]
     if invalid:
         print(f"{len(invalid)} run(s) invalid (see invalid_reasons in the JSON)")
+    noisy = [r for r in runs if r.get("warnings")]
+    if noisy:
+        print(
+            f"{len(noisy)} run(s) noisy: other processes used the benchmark CPUs "
+            "(see interference in the JSON); rerun on a quiet machine for trustworthy figures"
+        )
     if unavailable:
         return 3
     return 1 if invalid or not runs else 0

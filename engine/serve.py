@@ -111,23 +111,26 @@ async def serve(
     async with anyio.create_task_group() as tasks:
         if signals:
             tasks.start_soon(_watch_signals, running, tasks.cancel_scope)
-        tasks.start_soon(_run_hypercorn, engine, config, hypercorn_stop)
+        tasks.start_soon(_drain_on_stop, running, hypercorn_stop)
         lifecycle.advance(Phase.SERVING)
         log.info(summary(running))
         task_status.started(running)
-        await running.stop_requested.wait()
-        lifecycle.advance(Phase.DRAINING)
-        log.info("engine draining: closing %d sessions", len(engine.sio.eio.sockets))
-        with anyio.move_on_after(profile.server.shutdown_grace_seconds):
-            await engine.sio.close_all()
-            await engine.sio.drained()
-        hypercorn_stop.set()
+        await hypercorn_serve(engine.app, config, shutdown_trigger=hypercorn_stop.wait, mode="asgi")  # type: ignore[arg-type]
+        tasks.cancel_scope.cancel()
     lifecycle.advance(Phase.STOPPED)
     log.info("engine stopped")
 
 
-async def _run_hypercorn(engine: Engine, config: Config, stop: anyio.Event) -> None:
-    await hypercorn_serve(engine.app, config, shutdown_trigger=stop.wait, mode="asgi")  # type: ignore[arg-type]
+async def _drain_on_stop(running: Running, hypercorn_stop: anyio.Event) -> None:
+    engine = running.engine
+    await running.stop_requested.wait()
+    engine.lifecycle.advance(Phase.DRAINING)
+    log.info("engine draining: closing %d sessions", len(engine.sio.eio.sockets))
+    with anyio.move_on_after(engine.profile.server.shutdown_grace_seconds):
+        await engine.sio.close_all()
+        await engine.sio.drained()
+        log.info("engine drained")
+    hypercorn_stop.set()
 
 
 async def _watch_signals(running: Running, scope: anyio.CancelScope) -> None:

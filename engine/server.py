@@ -149,8 +149,10 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         """
         self.draining = True
         self._idle = asyncio.Event()
-        if self.eio.sockets:
-            await self.eio.disconnect()
+        for eio_sid, session in list(self.eio.sockets.items()):
+            # wait=False: a peer that already vanished must not hold the drain hostage
+            await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+            self.eio.sockets.pop(eio_sid, None)
         self._check_idle()
 
     async def drained(self) -> None:

@@ -180,9 +180,23 @@ def hosts(draw: st.DrawFn) -> str:
     return host
 
 
+GOOD_LABELS = st.sampled_from(["example", "EXAMPLE", "com", "app", "evil-example", "io", "a", "1"])
+
+
+@st.composite
+def clean_origins(draw: st.DrawFn) -> str:
+    """Well-formed origins over a small alphabet, so patterns and origins often collide."""
+    scheme = draw(st.sampled_from(["https", "http", "HTTPS", "wss"]))
+    host = ".".join(draw(st.lists(GOOD_LABELS, min_size=1, max_size=4)))
+    port = draw(st.sampled_from([None, None, "443", "80", "8080"]))
+    return f"{scheme}://{host}" + ("" if port is None else f":{port}")
+
+
 @st.composite
 def origins(draw: st.DrawFn) -> str:
-    """Origin header values: mostly well-formed, with every kind of near-miss."""
+    """Origin header values: half well-formed, half every kind of near-miss."""
+    if draw(st.booleans()):
+        return draw(clean_origins())
     if draw(st.integers(0, 19)) == 0:
         return draw(
             st.sampled_from(
@@ -214,8 +228,9 @@ def origin_patterns(draw: st.DrawFn) -> str:
     if kind == 0:
         return "*"
     if kind <= 4:
-        scheme = draw(SCHEMES)
-        suffix = ".".join(draw(st.lists(LABELS, min_size=1, max_size=3)))
+        clean = draw(st.booleans())
+        scheme = draw(st.sampled_from(["https", "http"]) if clean else SCHEMES)
+        suffix = ".".join(draw(st.lists(GOOD_LABELS if clean else LABELS, min_size=1, max_size=3)))
         port = draw(PORTS)
         text = f"{scheme}://*.{suffix}"
         return text if port is None else f"{text}:{port}"

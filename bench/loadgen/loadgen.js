@@ -159,7 +159,7 @@ function payloadOf(bytes) { return 'x'.repeat(Math.max(0, bytes)); }
 async function scenarioA() {
   const setup = await connectPool(cfg.clients, cfg.setupConcurrency);
   const clients = setup.clients;
-  if (!clients.length) return { error: 'no client connected', setup };
+  if (!clients.length) return { error: `no client connected: ${JSON.stringify(setup.failures)}` };
   const payload = payloadOf(cfg.payloadBytes);
   const lat = new Samples();
   let recording = false; let running = true; let acked = 0; let sent = 0; let outstanding = 0;
@@ -189,6 +189,7 @@ async function scenarioA() {
   const window = (Math.min(nowMs(), tEnd) - tStart) / 1000;
   await closeAll(clients);
   const l = lat.summary();
+  if (!acked) return { error: `no echo acknowledged by ${clients.length} connected clients (does the target answer "echo"?)`, detail: { sent_total: sent } };
   return {
     figures: { msgs_per_s: acked / window, p50_ms: l.p50, p99_ms: l.p99, max_ms: l.max },
     detail: { clients: clients.length, acked_in_window: acked, sent_total: sent, unacked_at_end: outstanding, window_s: window, setup_failures: setup.failures },
@@ -199,7 +200,7 @@ async function scenarioA() {
 async function scenarioB() {
   const setup = await connectPool(cfg.clients, cfg.setupConcurrency);
   const clients = setup.clients;
-  if (!clients.length) return { error: 'no client connected', setup };
+  if (!clients.length) return { error: `no client connected: ${JSON.stringify(setup.failures)}` };
   const n = clients.length;
   const payload = payloadOf(cfg.payloadBytes);
   const lat = new Samples();
@@ -236,6 +237,7 @@ async function scenarioB() {
   while (outstandingRec > 0 && nowMs() < drainDeadline) await sleep(10);
   await closeAll(clients);
   const l = lat.summary();
+  if (!ackedRec) return { error: `no echo acknowledged out of ${sentRec} sent (does the target answer "echo"?)` };
   return {
     figures: { p50_ms: l.p50, p99_ms: l.p99, max_ms: l.max, lost: outstandingRec },
     detail: { clients: n, target_rate_per_s: totalRate, achieved_rate_per_s: ackedRec / cfg.durationS, sent: sentRec, acked: ackedRec, lost_after_ms: cfg.ackTimeoutMs, setup_failures: setup.failures },
@@ -282,6 +284,7 @@ async function scenarioC() {
   await closeAll(clients);
   const l = lat.summary();
   const failed = n - clients.length;
+  if (!clients.length) return { error: `no connection out of ${n} succeeded: ${JSON.stringify(failures)}` };
   return {
     figures: { connected: clients.length, connect_p50_ms: l.p50, connect_p99_ms: l.p99, connect_max_ms: l.max, refused: failures.refused, timeouts: failures.timeout, other_failures: failed - failures.refused - failures.timeout },
     detail: { attempted: n, ramp_per_s: cfg.rampPerS, ramp_s: rampS, open_after_hold: stillOpen, hold_s: cfg.holdS, failures },
@@ -324,6 +327,7 @@ async function scenarioD() {
   while (closing.size && nowMs() < deadline) await sleep(20);
   for (const c of closing) c.terminate();
   const l = lat.summary();
+  if (!completedRec) return { error: `no connect completed: ${JSON.stringify(failures)}` };
   return {
     figures: { connects_per_s: completedRec / cfg.durationS, connect_p50_ms: l.p50, connect_p99_ms: l.p99, failures: Object.keys(failures).filter((k) => k !== 'examples').reduce((s, k) => s + failures[k], 0) },
     detail: { in_flight: cfg.inFlight, completed_total: completed, completed_in_window: completedRec, failures },
@@ -350,7 +354,7 @@ async function scenarioE() {
   };
   const setup = await connectPool(cfg.clients, cfg.setupConcurrency, () => ({ onRawEvent }));
   const clients = setup.clients;
-  if (!clients.length) return { error: 'no client connected', setup };
+  if (!clients.length) return { error: `no client connected: ${JSON.stringify(setup.failures)}` };
   target = clients.length;
   const sender = clients[0];
   const last = []; const first = []; let incomplete = 0; let missing = 0;
@@ -378,6 +382,7 @@ async function scenarioE() {
   await mark('window_end', false);
   await closeAll(clients);
   const l = summarize(last); const f = summarize(first);
+  if (!last.length) return { error: 'no client received a tick (does the target answer "fanout" and emit "tick" to the room?)' };
   return {
     figures: { last_receipt_p50_ms: l.p50, last_receipt_max_ms: l.max, first_receipt_p50_ms: f.p50, incomplete_rounds: incomplete },
     detail: { clients: target, rounds: cfg.rounds, missing_receipts: missing, setup_failures: setup.failures },

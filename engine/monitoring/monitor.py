@@ -76,7 +76,9 @@ def _never_raises(default: Any = None) -> Callable[[Callable[P, R]], Callable[P,
             except Exception:
                 if not warned:
                     warned = True
-                    _log.exception("monitoring: %s failed (further failures silenced)", func.__name__)
+                    _log.exception(
+                        "monitoring: %s failed (further failures silenced)", func.__name__
+                    )
                 return default  # type: ignore[no-any-return]
 
         return wrapper
@@ -316,9 +318,7 @@ class Monitor:
         )
         self._m_bans = Gauge("engine_active_bans", "Active bans.", registry=reg)
         self._m_rooms = Gauge("engine_rooms", "Rooms.", ["namespace"], registry=reg)
-        self._m_lag = Gauge(
-            "engine_event_loop_lag_seconds", "Latest event-loop lag.", registry=reg
-        )
+        self._m_lag = Gauge("engine_event_loop_lag_seconds", "Latest event-loop lag.", registry=reg)
         self._dropped = Counter(
             "engine_sink_dropped_total", "Records a sink dropped.", ["sink"], registry=reg
         )
@@ -529,7 +529,7 @@ class Monitor:
 
     @_never_raises()
     def lifecycle(self, kind: str, **fields: object) -> None:
-        """The server reached a lifecycle stage: ``started``, ``ready``, ``draining``, ``stopped``."""
+        """Lifecycle stage reached: ``started``, ``ready``, ``draining``, ``stopped``."""
         now = self._clock()
         self._roll(now)
         self._lifecycle = {"state": kind, "since": now + self._wall_offset}

@@ -69,9 +69,7 @@ class MetricsSnapshot:
             "ts": self.ts,
             "stream": "metrics",
             "interval_seconds": self.interval_seconds,
-            "counters": [
-                {"name": n, "labels": dict(lb), "value": v} for n, lb, v in self.counters
-            ],
+            "counters": [{"name": n, "labels": dict(lb), "value": v} for n, lb, v in self.counters],
             "gauges": [{"name": n, "labels": dict(lb), "value": v} for n, lb, v in self.gauges],
             "timings": [
                 {
@@ -89,8 +87,8 @@ class MetricsSnapshot:
 Record = EventRecord | MetricsSnapshot
 
 
-def redact(fields: Mapping[str, object]) -> dict[str, object]:
-    """Copy ``fields`` into JSON-ready values, masking secret-looking keys."""
+def redact(fields: Mapping[str, object], _depth: int = 0) -> dict[str, object]:
+    """Copy ``fields`` into JSON-ready values, masking secret-looking keys (also nested)."""
     out: dict[str, object] = {}
     for key, value in fields.items():
         k = str(key)
@@ -98,17 +96,17 @@ def redact(fields: Mapping[str, object]) -> dict[str, object]:
         if any(word in lowered for word in _SECRET_WORDS):
             out[k] = "***"
         else:
-            out[k] = _jsonable(value)
+            out[k] = _jsonable(value, _depth + 1)
     return out
 
 
-def _jsonable(value: object, depth: int = 0) -> object:
+def _jsonable(value: object, depth: int) -> object:
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if depth >= 4:
+    if depth > 4:
         return repr(value)
     if isinstance(value, Mapping):
-        return redact(value) if depth == 0 else {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+        return redact(value, depth)
     if isinstance(value, list | tuple | set | frozenset):
         return [_jsonable(v, depth + 1) for v in value]
     return str(value)

@@ -300,6 +300,9 @@ class AbuseLedger:
     subject is not recorded (``untracked`` counts these): dropping an existing record could
     lift a live ban or reset a ladder, which is worse than failing to start tracking someone.
     The rate limiter stays in force for untracked subjects either way.
+
+    Forgetting happens at the newest time seen; if the clock later steps back, a forgotten
+    subject starts afresh (the pure :func:`strike` would still remember it).
     """
 
     __slots__ = ("_expiry", "_records", "options", "untracked")

@@ -124,8 +124,15 @@ COMMENTS = ["", "", " # a = [b]", '\t# "x" = 1 [[y]] {z}', " #", " # '''"]
 
 
 def basic(s: str, multiline: bool = False) -> str:
-    out = []
+    """A basic string body. Multi-line bodies keep quotes raw unless they would close it."""
+    out: list[str] = []
+    raw_quotes = 0
     for c in s:
+        raw_quotes = raw_quotes + 1 if c == '"' else 0
+        if c == '"' and multiline and raw_quotes < 3:
+            out.append(c)
+            continue
+        raw_quotes = 0
         if c in '\\"':
             out.append("\\" + c)
         elif c == "\n" and multiline:
@@ -139,9 +146,11 @@ def basic(s: str, multiline: bool = False) -> str:
     return "".join(out)
 
 
-def literal_ok(s: str, allow_newline: bool = False) -> bool:
-    allowed = {"\t", "\n"} if allow_newline else {"\t"}
-    return "'" not in s and all(c in allowed or (ord(c) >= 0x20 and c != "\x7f") for c in s)
+def literal_ok(s: str, multiline: bool = False) -> bool:
+    """Can `s` be written as a literal string? (Multi-line ones may hold `'` and `''`.)"""
+    allowed = {"\t", "\n"} if multiline else {"\t"}
+    quotes_ok = "'''" not in s if multiline else "'" not in s
+    return quotes_ok and all(c in allowed or (ord(c) >= 0x20 and c != "\x7f") for c in s)
 
 
 class Emitter:
@@ -187,7 +196,7 @@ class Emitter:
             return value.isoformat()
         options = [f'"{basic(value)}"', f'"""\n{basic(value, multiline=True)}"""']
         options += [f"'{value}'"] if literal_ok(value) else []
-        options += [f"'''\n{value}'''"] if literal_ok(value, allow_newline=True) else []
+        options += [f"'''\n{value}'''"] if literal_ok(value, multiline=True) else []
         return self.pick(options)
 
     def pair(self, key: str, value: Any) -> str:

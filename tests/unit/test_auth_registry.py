@@ -29,8 +29,7 @@ def test_unknown_type_lists_choices_and_suggests_nearest() -> None:
     with pytest.raises(UnknownType) as info:
         AUTHENTICATORS.get("jwtt")
     assert str(info.value) == (
-        "unknown auth type 'jwtt'; expected one of: jwt, none, session, token "
-        "(did you mean 'jwt'?)"
+        "unknown auth type 'jwtt'; expected one of: jwt, none, session, token (did you mean 'jwt'?)"
     )
     assert info.value.suggestion == "jwt"
     assert info.value.choices == ("jwt", "none", "session", "token")

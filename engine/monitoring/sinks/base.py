@@ -113,7 +113,9 @@ class Sink(abc.ABC, Generic[OptT]):
         """Drain the queue forever (until cancelled); write errors are logged, never raised."""
         while True:
             first = await self._queue.get()
-            await self._write_batch(self._take(first))
+            batch = self._take(first)
+            with anyio.CancelScope(shield=True):  # a taken batch is always written
+                await self._write_batch(batch)
 
     def _take(self, first: Record | None = None) -> list[Record]:
         batch: list[Record] = [] if first is None else [first]
@@ -160,7 +162,7 @@ class Sink(abc.ABC, Generic[OptT]):
     async def write(self, records: Sequence[Record]) -> None:
         """Deliver one batch; may raise (the caller logs and counts)."""
 
-    def close_resources(self) -> None:  # noqa: B027 - optional hook
+    def close_resources(self) -> None:
         """Release files, sockets, handlers."""
 
 

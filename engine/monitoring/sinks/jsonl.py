@@ -95,14 +95,14 @@ class JsonlWriter:
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         try:
             fd = self._current_fd()
-            size = os.fstat(fd).st_size
             i = start
             while i < len(lines):
                 line = lines[i]
-                if self.max_bytes and size > 0 and size + len(line) > self.max_bytes:
-                    break
+                if self.max_bytes:
+                    size = os.fstat(fd).st_size  # others append too: re-read every line
+                    if size > 0 and size + len(line) > self.max_bytes:
+                        break
                 _write_all(fd, line)
-                size += len(line)
                 i += 1
             return i
         finally:

@@ -6,7 +6,7 @@ import re
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import anyio.to_thread
 
@@ -155,7 +155,7 @@ class StatsdSink(Sink[StatsdOptions]):
     ) -> None:
         super().__init__(sink_id, options, on_drop)
         self._sock: socket.socket | None = None
-        self._addr: tuple[str, int] | tuple[str, int, int, int] | None = None
+        self._addr: tuple[Any, ...] | None = None
         self.sent_packets = 0
 
     def _connect(self) -> None:
@@ -172,7 +172,8 @@ class StatsdSink(Sink[StatsdOptions]):
         """Pack the batch into datagrams and send them (non-blocking; failures count as drops)."""
         if self._sock is None:
             await anyio.to_thread.run_sync(self._connect)  # DNS may block
-        assert self._sock is not None and self._addr is not None
+        assert self._sock is not None
+        assert self._addr is not None
         opts = self.options
         lines: list[str] = []
         for record in records:

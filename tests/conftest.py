@@ -1,0 +1,57 @@
+"""Shared fixtures: a real engine on 127.0.0.1:0 and real python-socketio clients."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.profile.build import load_profile
+from engine.serve import Running, serve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def write_profile(tmp_path: Path) -> Callable[..., Path]:
+    """Write a profile text into tmp_path and return its path."""
+
+    def write(text: str, name: str = "profile.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@asynccontextmanager
+async def serving(path: Path, environ: dict[str, str] | None = None) -> AsyncIterator[Running]:
+    """Serve a profile in this event loop on a free port until the block exits."""
+    profile = load_profile(path, environ or {})
+    async with anyio.create_task_group() as tasks:
+        running: Running = await tasks.start(partial(serve, profile, bind="127.0.0.1:0", signals=False))
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable

@@ -1,0 +1,46 @@
+"""Namespace handlers used by the integration tests, written as any python-socketio user would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+import engine.namespaces
+
+
+class EchoNamespace(socketio.AsyncNamespace):
+    """A plain python-socketio namespace class, plugged in unchanged."""
+
+    connected: list[str] = []
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        EchoNamespace.connected.append(sid)
+        await self.emit("welcome", {"sid": sid}, to=sid)
+
+    async def on_echo(self, sid: str, data: Any) -> Any:
+        return data
+
+    async def on_shout(self, sid: str, data: Any) -> None:
+        await self.emit("shouted", data, room="everyone")
+
+
+class LegacyConnect(socketio.AsyncNamespace):
+    """Old-style connect handler without the auth argument, and one that refuses."""
+
+    async def on_connect(self, sid: str, environ: dict[str, Any]) -> bool:
+        return environ.get("HTTP_X_LET_ME_IN") == "yes"
+
+    async def on_ping_me(self, sid: str) -> str:
+        return "pong"
+
+
+class RoomsNamespace(engine.namespaces.Namespace):
+    """The engine's thin base class."""
+
+    async def on_my_rooms(self, sid: str) -> list[str]:
+        return sorted(self.rooms_of(sid))
+
+
+class NotANamespace:
+    pass
