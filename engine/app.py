@@ -84,7 +84,9 @@ class Engine:
             await send_json(send, 404, {"error": {"code": "not_found", "message": "not found"}})
             return
         if scope["method"] not in ("GET", "HEAD"):
-            await send_json(send, 405, {"error": {"code": "method_not_allowed", "message": "GET only"}})
+            await send_json(
+                send, 405, {"error": {"code": "method_not_allowed", "message": "GET only"}}
+            )
             return
         status, body = await route(scope)
         await send_json(send, status, body)

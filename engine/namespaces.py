@@ -105,9 +105,7 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise Refusal("forbidden", f"room '{room}' may not be joined")
         joined = self.client_rooms.setdefault(sid, set())
         if room not in joined and len(joined) >= self.spec.max_client_rooms:
-            raise Refusal(
-                "forbidden", f"at most {self.spec.max_client_rooms} rooms per connection"
-            )
+            raise Refusal("forbidden", f"at most {self.spec.max_client_rooms} rooms per connection")
         joined.add(room)
         await self.enter_room(sid, room)
         return {"ok": True, "room": room}

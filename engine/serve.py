@@ -8,11 +8,13 @@ listener closes. A second signal skips the wait.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -69,9 +71,19 @@ class Running:
     host: str
     port: int
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
+    drain_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    signals_received: int = 0
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def on_signal(self, signum: int) -> None:
+        """First SIGTERM/SIGINT drains gracefully; a second one skips the wait."""
+        self.signals_received += 1
+        log.info("engine received %s", signal.Signals(signum).name)
+        self.stop()
+        if self.signals_received > 1:
+            self.drain_scope.cancel()
 
     @property
     def url(self) -> str:
@@ -108,15 +120,22 @@ async def serve(
     hypercorn_stop = anyio.Event()
     assert engine.app is not None
 
-    async with anyio.create_task_group() as tasks:
-        if signals:
-            tasks.start_soon(_watch_signals, running, tasks.cancel_scope)
-        tasks.start_soon(_drain_on_stop, running, hypercorn_stop)
-        lifecycle.advance(Phase.SERVING)
-        log.info(summary(running))
-        task_status.started(running)
-        await hypercorn_serve(engine.app, config, shutdown_trigger=hypercorn_stop.wait, mode="asgi")  # type: ignore[arg-type]
-        tasks.cancel_scope.cancel()
+    loop = asyncio.get_running_loop()
+    handled = (signal.SIGTERM, signal.SIGINT) if signals else ()
+    for signum in handled:
+        loop.add_signal_handler(signum, running.on_signal, signum)
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_drain_on_stop, running, hypercorn_stop)
+            lifecycle.advance(Phase.SERVING)
+            log.info(summary(running))
+            task_status.started(running)
+            app: Any = engine.app  # hypercorn types ASGI with its own TypedDicts
+            await hypercorn_serve(app, config, shutdown_trigger=hypercorn_stop.wait, mode="asgi")
+            running.stop()  # hypercorn may also end on its own (listener error)
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
     lifecycle.advance(Phase.STOPPED)
     log.info("engine stopped")
 
@@ -126,20 +145,11 @@ async def _drain_on_stop(running: Running, hypercorn_stop: anyio.Event) -> None:
     await running.stop_requested.wait()
     engine.lifecycle.advance(Phase.DRAINING)
     log.info("engine draining: closing %d sessions", len(engine.sio.eio.sockets))
-    with anyio.move_on_after(engine.profile.server.shutdown_grace_seconds):
+    with running.drain_scope:
+        running.drain_scope.deadline = (
+            anyio.current_time() + engine.profile.server.shutdown_grace_seconds
+        )
         await engine.sio.close_all()
         await engine.sio.drained()
         log.info("engine drained")
     hypercorn_stop.set()
-
-
-async def _watch_signals(running: Running, scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
-        count = 0
-        async for signum in received:
-            count += 1
-            log.info("engine received %s", signal.Signals(signum).name)
-            running.stop()
-            if count > 1:
-                scope.cancel()
-                return

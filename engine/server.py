@@ -85,7 +85,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         eio_sid: str,
         data: list[Any],
         namespace: str,
-        id: int | None,  # noqa: A002 - python-socketio's name
+        id: int | None,
     ) -> None:
         handler = self.engine_namespaces[namespace]
         event = data[0]

@@ -40,7 +40,9 @@ async def serving(path: Path, environ: dict[str, str] | None = None) -> AsyncIte
     """Serve a profile in this event loop on a free port until the block exits."""
     profile = load_profile(path, environ or {})
     async with anyio.create_task_group() as tasks:
-        running: Running = await tasks.start(partial(serve, profile, bind="127.0.0.1:0", signals=False))
+        running: Running = await tasks.start(
+            partial(serve, profile, bind="127.0.0.1:0", signals=False)
+        )
         try:
             yield running
         finally:

@@ -79,20 +79,30 @@ def tricky_text(max_size: int = 12) -> st.SearchStrategy[str]:
     return st.lists(st.one_of(TRICKY_CHARS, st.characters()), max_size=max_size).map("".join)
 
 
-def json_values() -> st.SearchStrategy[Any]:
-    """Decoded JSON values, including NaN/Infinity (which Python's json emits and accepts)."""
+def json_values(long_strings: bool = False) -> st.SearchStrategy[Any]:
+    """Decoded JSON values, including NaN/Infinity (which Python's json emits and accepts).
+
+    ``long_strings`` adds strings of 60-70 characters, around the 64-character bound of the
+    prescan's fast path for simple object members.
+    """
+    text = tricky_text()
+    keys = tricky_text(6)
+    if long_strings:
+        near_64 = st.text(alphabet='ab:,\\"é', min_size=60, max_size=70)
+        text = st.one_of(text, near_64)
+        keys = st.one_of(keys, near_64)
     scalars = st.one_of(
         st.none(),
         st.booleans(),
         st.integers(-(10**30), 10**30),
         st.floats(allow_nan=True, allow_infinity=True),
-        tricky_text(),
+        text,
     )
     return st.recursive(
         scalars,
         lambda children: st.one_of(
             st.lists(children, max_size=7),
-            st.dictionaries(tricky_text(6), children, max_size=7),
+            st.dictionaries(keys, children, max_size=7),
         ),
         max_leaves=40,
     )
@@ -102,14 +112,14 @@ DENY_CHOICES = (re.compile(r"\{"), re.compile("bad"), re.compile(r"\\"), re.comp
 
 
 @st.composite
-def payload_limits(draw: st.DrawFn) -> PayloadLimits:
+def payload_limits(draw: st.DrawFn, long_strings: bool = False) -> PayloadLimits:
     """Small limits so that generated values land on both sides of every bound."""
     return PayloadLimits(
-        max_bytes=draw(st.integers(0, 400)),
+        max_bytes=draw(st.integers(0, 2000 if long_strings else 400)),
         max_depth=draw(st.integers(0, 5)),
         max_keys=draw(st.integers(0, 6)),
         max_array_length=draw(st.integers(0, 6)),
-        max_string_length=draw(st.integers(0, 12)),
+        max_string_length=draw(st.integers(60, 70) if long_strings else st.integers(0, 12)),
         allow_binary=draw(st.booleans()),
         max_attachments=draw(st.integers(0, 3)),
         max_attachment_bytes=draw(st.integers(0, 16)),

@@ -103,7 +103,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from engine.cli import inspect, run, validate
 
     if args.command == "validate":
-        return validate.command(args.files, strict=args.strict, fmt=args.format, check_env=args.check_env)
+        return validate.command(
+            args.files, strict=args.strict, fmt=args.format, check_env=args.check_env
+        )
     if args.command == "show":
         return inspect.show(args.file, origin=args.origin)
     if args.command == "diff":

@@ -32,7 +32,14 @@ SECURITY_PREFIXES: tuple[KeyPath, ...] = (
     ("monitoring", "admin_ui"),
 )
 SECURITY_NAMESPACE_KEYS = frozenset(
-    {"events", "client_join", "require_roles", "require_permissions", "max_connections_per_user", "handler"}
+    {
+        "events",
+        "client_join",
+        "require_roles",
+        "require_permissions",
+        "max_connections_per_user",
+        "handler",
+    }
 )
 
 
@@ -50,7 +57,11 @@ def toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{format_path((k,))} = {toml_value(v)}" for k, v in value.items()) + " }"
+        return (
+            "{ "
+            + ", ".join(f"{format_path((k,))} = {toml_value(v)}" for k, v in value.items())
+            + " }"
+        )
     return tomli_w.dumps({"v": value}).strip()[len("v = ") :]
 
 

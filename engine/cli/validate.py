@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from engine.errors import EX_CONFIG, EX_OK, Diagnostic, ProfileError
@@ -13,9 +13,12 @@ from engine.profile.load import display_name
 from engine.profile.validate import resolve
 
 
-def check_file(path: Path, *, check_env: bool) -> list[Diagnostic]:
+def check_file(
+    path: Path, *, check_env: bool, environ: Mapping[str, str] | None = None
+) -> list[Diagnostic]:
+    """Every diagnostic of one profile (errors, or the warnings of a valid one), sorted."""
     try:
-        resolved = resolve(path, check_env=check_env)
+        resolved = resolve(path, environ, check_env=check_env)
         build(resolved)
     except ProfileError as exc:
         return sorted(exc.diagnostics, key=Diagnostic.sort_key)
@@ -36,9 +39,7 @@ def command(files: Sequence[Path], *, strict: bool, fmt: str, check_env: bool) -
             "files": [
                 {
                     "file": name,
-                    "valid": not any(
-                        d.severity == "error" or strict for d in diags
-                    ),
+                    "valid": not any(d.severity == "error" or strict for d in diags),
                     "diagnostics": [d.as_json() for d in diags],
                 }
                 for name, diags in results.items()
@@ -54,7 +55,8 @@ def command(files: Sequence[Path], *, strict: bool, fmt: str, check_env: bool) -
         noun = "file" if len(files) == 1 else "files"
         print(
             f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} "
-            f"in {len(files)} {noun}" + (" (--strict: warnings are errors)" if strict and warnings else ""),
+            f"in {len(files)} {noun}"
+            + (" (--strict: warnings are errors)" if strict and warnings else ""),
             file=sys.stderr,
         )
     return EX_CONFIG if failed else EX_OK

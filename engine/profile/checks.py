@@ -61,7 +61,7 @@ def check_namespaces(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
                 loaded.diagnostic(
                     base,
                     "invalid namespace name",
-                    expected="'/' or '/segment[/segment...]' of letters, digits, '_', '-', '.', '~'",
+                    expected="'/' or '/segment[/segment...]' of letters, digits, _ - . ~",
                     got=repr(name),
                 )
             )
@@ -121,7 +121,9 @@ def check_server(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
         out.append(loaded.diagnostic(("server", present), f"{present} needs {missing} as well"))
     if "tls_ca_file" in server and not has_cert:
         out.append(
-            loaded.diagnostic(("server", "tls_ca_file"), "tls_ca_file needs tls_cert_file and tls_key_file")
+            loaded.diagnostic(
+                ("server", "tls_ca_file"), "tls_ca_file needs tls_cert_file and tls_key_file"
+            )
         )
     return out
 

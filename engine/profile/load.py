@@ -132,12 +132,14 @@ def read_source(path: Path, display: str | None = None) -> Source:
     except FileNotFoundError:
         raise ProfileError([Diagnostic(shown, "<file>", "file not found")]) from None
     except OSError as exc:
-        raise ProfileError([Diagnostic(shown, "<file>", f"cannot read file: {exc.strerror}")]) from None
+        raise ProfileError(
+            [Diagnostic(shown, "<file>", f"cannot read file: {exc.strerror}")]
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        diag = Diagnostic(shown, "<file>", "file is not valid UTF-8", line=line, col=1)
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        diag = Diagnostic(shown, "<file>", "file is not valid UTF-8", line=bad_line, col=1)
         raise ProfileError([diag]) from None
     try:
         data = tomllib.loads(text)
@@ -229,7 +231,7 @@ def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, tuple[str, 
         if not _VAR_NAME.match(name):
             raise InterpolationError(name, f"invalid variable reference '${{{body}}}'")
         value = environ.get(name)
-        used.append(name if value is not None else f"{name} unset, default used")
+        used.append(name if value is not None else f"{name} (unset, default used)")
         if value is None or (sep and value == ""):
             if sep:
                 return default

@@ -58,7 +58,8 @@ def resolve(
     env = os.environ if environ is None else environ
     loaded = load(path, env)
     problems = coerce_interpolated(loaded)
-    problems += schema_diagnostics(loaded)
+    reported = {d.path for d in problems}
+    problems += [d for d in schema_diagnostics(loaded) if d.path not in reported]
     if problems:
         raise ProfileError(problems)
     defaulted = set(fill_defaults(loaded.data))
@@ -81,7 +82,8 @@ def coerce_interpolated(loaded: Loaded) -> list[Diagnostic]:
             problems.append(
                 loaded.diagnostic(
                     path,
-                    f"value from environment variable {', '.join(variables)} is not a {wanted}",
+                    f"value from environment variable {', '.join(variables)} is not "
+                    f"{'an' if wanted[0] in 'aeiou' else 'a'} {wanted}",
                     expected=wanted,
                     got=shown,
                 )
@@ -110,7 +112,11 @@ def _unwrap(error: ValidationError) -> ValidationError:
 def _short(value: Any, path: KeyPath) -> str:
     if is_secret(path):
         return REDACTED
-    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
+    text = (
+        json.dumps(value, ensure_ascii=False, default=str)
+        if not isinstance(value, str)
+        else repr(value)
+    )
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -139,7 +145,10 @@ def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
     path: KeyPath = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     value = error.instance
+    if "propertyNames" in error.schema_path:
+        path = (*path, str(value))
     kind = error.validator
+    limit: Any = error.validator_value
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
         out = []
@@ -158,7 +167,7 @@ def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
         missing = str(error.message).split("'")[1] if "'" in error.message else error.message
         return [loaded.diagnostic(path, f"missing required key '{missing}'")]
     if kind == "type":
-        wanted = error.validator_value
+        wanted = limit
         wanted_text = " or ".join(wanted) if isinstance(wanted, list) else str(wanted)
         wanted_text = wanted_text.replace("object", "table")
         return [
@@ -170,7 +179,7 @@ def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
             )
         ]
     if kind == "enum":
-        choices = [str(c) for c in error.validator_value]
+        choices = [str(c) for c in limit]
         return [
             loaded.diagnostic(
                 path,
@@ -187,23 +196,26 @@ def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
         "exclusiveMaximum": "<",
     }
     if kind in bounds:
-        noun = "integer" if "integer" == schema.get("type") else "number"
+        noun = "integer" if schema.get("type") == "integer" else "number"
         return [
             loaded.diagnostic(
                 path,
                 "out of range",
-                expected=f"{noun} {bounds[kind]} {error.validator_value}",
+                expected=f"{noun} {bounds[kind]} {limit}",
                 got=_short(value, path),
             )
         ]
     simple = {
-        "minLength": ("too short", f"at least {error.validator_value} characters"),
-        "maxLength": ("too long", f"at most {error.validator_value} characters"),
-        "minItems": ("too few items", f"at least {error.validator_value} items"),
-        "maxItems": ("too many items", f"at most {error.validator_value} items"),
+        "minLength": ("too short", f"at least {limit} characters"),
+        "maxLength": ("too long", f"at most {limit} characters"),
+        "minItems": ("too few items", f"at least {limit} items"),
+        "maxItems": ("too many items", f"at most {limit} items"),
         "uniqueItems": ("duplicate items", "unique items"),
-        "pattern": ("invalid format", f"a string matching {error.validator_value}"),
+        "pattern": ("invalid format", f"a string matching {limit}"),
     }
+    if kind == "pattern" and schema.get("examples"):
+        examples = " or ".join(repr(e) for e in schema["examples"])
+        simple["pattern"] = ("invalid format", f"a string like {examples}")
     if kind in simple:
         message, expected = simple[kind]
         return [loaded.diagnostic(path, message, expected=expected, got=_short(value, path))]

@@ -260,7 +260,7 @@ hand_scalars = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=documents(hand_scalars), crlf=st.booleans(), data=st.data())
 def test_hand_written_documents(doc: dict[str, Any], crlf: bool, data: st.DataObject) -> None:
     emitter = Emitter(data)

@@ -57,10 +57,12 @@ def encode(value: Any, style: int) -> str:
 
 
 @settings(max_examples=400)
-@given(json_values(), payload_limits(), st.integers(0, 2))
+@given(st.data(), st.booleans(), st.integers(0, 2))
 def test_prescan_and_check_accept_exactly_what_the_reference_accepts(
-    value: Any, limits: PayloadLimits, style: int
+    data: st.DataObject, long_strings: bool, style: int
 ) -> None:
+    value = data.draw(json_values(long_strings))
+    limits = data.draw(payload_limits(long_strings))
     raw = encode(value, style)
     expected = reference_ok(value, raw, limits)
     # Structural limits are exact in prescan alone (deny patterns need the decoded strings).

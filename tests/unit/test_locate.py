@@ -193,7 +193,7 @@ def test_format_path(path: KeyPath, expected: str) -> None:
 
 
 def test_nearest() -> None:
-    positions = {("a",): Position(1, 1), ("a", "b"): Position(2, 1)}
+    positions: dict[KeyPath, Position] = {("a",): Position(1, 1), ("a", "b"): Position(2, 1)}
     assert nearest(positions, ("a", "b")) == (("a", "b"), Position(2, 1))
     assert nearest(positions, ("a", "b", "c", 0)) == (("a", "b"), Position(2, 1))
     assert nearest(positions, ("a", "x")) == (("a",), Position(1, 1))
