@@ -88,9 +88,13 @@ def json_values(long_strings: bool = False) -> st.SearchStrategy[Any]:
     text = tricky_text()
     keys = tricky_text(6)
     if long_strings:
-        near_64 = st.text(alphabet='ab:,\\"é', min_size=60, max_size=70)
-        text = st.one_of(text, near_64)
-        keys = st.one_of(keys, near_64)
+        near_64 = st.one_of(
+            st.text(alphabet="abé", min_size=60, max_size=70),
+            st.text(alphabet="ab:,\\\"é", min_size=60, max_size=70),
+        )
+        simple = st.text(alphabet="abé\U0001f600", max_size=6)
+        text = st.one_of(text, near_64, simple)
+        keys = st.one_of(keys, near_64, simple, simple)
     scalars = st.one_of(
         st.none(),
         st.booleans(),

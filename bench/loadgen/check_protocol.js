@@ -162,7 +162,6 @@ async function capture(proxy, fn, nsp, auth) {
     if (ref.frames.length < 6) problems.push(`too few frames captured (${ref.frames.length}); the script did not run through`);
     if (problems.length) { ok = false; for (const p of problems) console.log('  MISMATCH ' + p); }
   }
-  // informational: other request headers that differ (not part of the protocol)
   proxy.srv.close();
   wss.close();
   console.log(ok ? '\nprotocol check: OK (loadgen frames are byte-identical to socket.io-client)' : '\nprotocol check: FAILED');

@@ -62,6 +62,7 @@ def resolve(
     problems += [d for d in schema_diagnostics(loaded) if d.path not in reported]
     if problems:
         raise ProfileError(problems)
+    loaded.data.pop("extends", None)  # resolved: how it was composed no longer matters
     defaulted = set(fill_defaults(loaded.data))
     found = checks.run(loaded, check_env=check_env)
     errors = [d for d in found if d.severity == "error"]

@@ -135,3 +135,32 @@ def test_binary_attachments_are_counted_and_bounded(value: Any, limits: PayloadL
 def test_prescan_never_raises_on_arbitrary_text(chars: list[str]) -> None:
     limits = PayloadLimits(100, 3, 3, 3, 5, True, 1, 10)
     prescan("".join(chars), limits)
+
+
+flat_keys = st.one_of(
+    st.text(alphabet="abé\U0001f600", max_size=6),
+    st.text(alphabet="abé", min_size=60, max_size=70),
+    st.text(alphabet='ab:,\\"é', min_size=0, max_size=70),
+)
+flat_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), flat_keys
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.dictionaries(flat_keys, flat_scalars, max_size=40),
+        st.lists(st.one_of(st.integers(), st.booleans(), st.none(), st.floats()), max_size=40),
+    ),
+    st.integers(0, 40),
+    st.integers(60, 70),
+    st.integers(0, 2),
+)
+def test_prescan_fast_paths_for_flat_containers_count_exactly(
+    value: Any, max_members: int, max_string: int, style: int
+) -> None:
+    limits = PayloadLimits(10**6, 2, max_members, max_members, max_string, False, 0, 0)
+    raw = encode(value, style)
+    structural = reference_structure_ok(value, 0, limits)
+    assert (prescan(raw, limits) is None) == structural, raw
