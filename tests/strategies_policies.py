@@ -90,7 +90,7 @@ def json_values(long_strings: bool = False) -> st.SearchStrategy[Any]:
     if long_strings:
         near_64 = st.one_of(
             st.text(alphabet="abé", min_size=60, max_size=70),
-            st.text(alphabet="ab:,\\\"é", min_size=60, max_size=70),
+            st.text(alphabet='ab:,\\"é', min_size=60, max_size=70),
         )
         simple = st.text(alphabet="abé\U0001f600", max_size=6)
         text = st.one_of(text, near_64, simple)

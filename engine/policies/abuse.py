@@ -15,8 +15,8 @@ Rules, in precedence order:
    ignored rather than extending it, so the ladder, not the strike rate, sets ban length.
 
 A strike at ``t`` counts while ``now < t + window_seconds``. If the clock goes backwards,
-strikes "in the future" still count and bans are not shortened: a skewed clock can only make
-the policy stricter.
+strikes "in the future" still count and bans are not shortened, so a skewed clock cannot cut a
+ban short; a strike already seen expired is not revived, though.
 """
 
 from __future__ import annotations

@@ -272,6 +272,8 @@ def prescan_packet(text: str, limits: PayloadLimits) -> Violation | None:
 def check(value: object, limits: PayloadLimits) -> Violation | None:
     """Check a decoded payload (dict/list/tuple/str/int/float/bool/None/bytes) against limits.
 
+    ``max_bytes`` is not checked here: only the raw text has a size (see :func:`prescan`).
+
     Iterative rather than recursive, so a value that did not come through :func:`prescan`
     cannot exhaust the stack.
     """

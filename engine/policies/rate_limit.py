@@ -2,7 +2,8 @@
 
 A bucket holds at most ``burst`` tokens and refills continuously at ``rate_per_second``; a
 request costs ``cost`` tokens. Over any interval of length ``t`` at most
-``burst + rate_per_second * t`` unit-cost requests are admitted, whatever the arrival pattern.
+``burst + rate_per_second * t`` unit-cost requests are admitted, whatever the arrival pattern
+(up to ``TOLERANCE``, a millionth of a token of float slack).
 
 The clock is an argument. If it goes backwards (NTP step, a non-monotonic source) the bucket
 does not refill and keeps its newest timestamp, so replaying old times can never mint tokens.

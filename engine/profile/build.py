@@ -3,33 +3,124 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
+import jsonschema
+
+from engine.auth import AuthConfigError, CommonOptions, CsrfOptions, build_authenticator
+from engine.errors import Diagnostic, ProfileError
+from engine.monitoring.options import MonitoringOptions
+from engine.policies.abuse import AbuseOptions
+from engine.policies.access import NamespaceAccess, RolePermissions
+from engine.policies.connections import ConnectionCaps
+from engine.policies.payload import PayloadLimits
+from engine.policies.rate_limit import TokenBucket
+from engine.profile.locate import KeyPath
 from engine.profile.model import (
+    AuthSpec,
     EngineInfo,
     EventSpec,
     NamespaceSpec,
     Profile,
+    RateLimit,
+    SecuritySpec,
     ServerOptions,
 )
 from engine.profile.validate import Resolved, resolve
+from engine.registry import UnknownType
 from engine.rooms import RoomTemplate
+
+T = TypeVar("T")
 
 
 def build(resolved: Resolved) -> Profile:
+    """Build every component once; a component that cannot be built is a `ProfileError`."""
     data = resolved.data
+    problems: list[Diagnostic] = []
+
+    def attempt(path: KeyPath, make: Callable[[], T]) -> T | None:
+        try:
+            return make()
+        except (AuthConfigError, UnknownType, ValueError, OSError, re.error) as exc:
+            problems.append(_diagnostic(resolved, path, exc))
+            return None
+
+    namespaces = {
+        name: attempt(("namespaces", name), partial(_namespace, resolved, name, spec))
+        for name, spec in data["namespaces"].items()
+    }
+    auth = attempt(("auth",), lambda: _auth(resolved))
+    security = attempt(("security",), lambda: _security(data["security"]))
+    monitoring = attempt(
+        ("monitoring",), lambda: MonitoringOptions.from_profile(data["monitoring"])
+    )
+    if problems:
+        raise ProfileError(problems)
+    assert auth is not None
+    assert security is not None
+    assert monitoring is not None
     return Profile(
         engine=EngineInfo(**data["engine"]),
         server=_server(resolved),
-        namespaces=MappingProxyType(
-            {name: _namespace(name, spec) for name, spec in data["namespaces"].items()}
-        ),
+        namespaces=MappingProxyType({k: v for k, v in namespaces.items() if v is not None}),
+        auth=auth,
+        security=security,
+        monitoring=monitoring,
         config_hash=resolved.config_hash,
         source=resolved.loaded.display,
+    )
+
+
+def _diagnostic(resolved: Resolved, path: KeyPath, exc: Exception) -> Diagnostic:
+    """Component errors read `auth.jwt.secret: message`; locate the named path if there is one."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    head, sep, rest = text.partition(": ")
+    if sep and head.replace("_", "").replace(".", "").replace('"', "").replace("/", "").isalnum():
+        named = tuple(part for part in head.split(".") if part)
+        if named and named[0] == path[0]:
+            return resolved.loaded.diagnostic(named, rest)
+    return resolved.loaded.diagnostic(path, text)
+
+
+def _rate_limit(table: Mapping[str, Any] | None) -> RateLimit | None:
+    if table is None:
+        return None
+    return RateLimit(TokenBucket.from_profile(table), table.get("action", "drop"))
+
+
+def _auth(resolved: Resolved) -> AuthSpec:
+    table = resolved.data["auth"]
+    return AuthSpec(
+        type=table["type"],
+        common=CommonOptions.from_profile(table),
+        authenticator=build_authenticator(table, base_dir=resolved.loaded.base_dir(("auth",))),
+        roles=RolePermissions.from_profile(table.get("roles", {})),
+    )
+
+
+def _security(table: Mapping[str, Any]) -> SecuritySpec:
+    limits = table["rate_limits"]
+    abuse = table.get("abuse")
+    connections = table["connections"]
+    return SecuritySpec(
+        connects_per_ip=_rate_limit(limits.get("connects_per_ip")),
+        events_per_connection=_rate_limit(limits.get("events_per_connection")),
+        events_per_user=_rate_limit(limits.get("events_per_user")),
+        max_tracked_keys=limits["max_tracked_keys"],
+        abuse=AbuseOptions.from_profile(abuse) if abuse is not None else None,
+        ban_by=frozenset(abuse["ban_by"]) if abuse is not None else frozenset(),
+        payload=PayloadLimits.from_profile(table["payload"]),
+        csrf=CsrfOptions.from_profile(table["csrf"]) if "csrf" in table else None,
+        caps=ConnectionCaps(
+            max_per_ip=connections.get("max_per_ip"), max_global=connections.get("max_total")
+        ),
     )
 
 
@@ -58,14 +149,44 @@ def _server(resolved: Resolved) -> ServerOptions:
     return ServerOptions(**raw)
 
 
-def _namespace(name: str, spec: Mapping[str, Any]) -> NamespaceSpec:
+def _event(resolved: Resolved, namespace: str, name: str, opts: Mapping[str, Any]) -> EventSpec:
+    schema: Any = opts.get("schema")
+    if "schema_file" in opts:
+        where = resolved.loaded.base_dir(("namespaces", namespace, "events", name, "schema_file"))
+        path = where / opts["schema_file"]
+        try:
+            schema = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"namespaces.{namespace}.events.{name}.schema_file: not JSON ({exc})"
+            ) from None
+    validator = None
+    if schema is not None:
+        try:
+            jsonschema.Draft7Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(
+                f"namespaces.{namespace}.events.{name}.schema: not a valid JSON Schema: "
+                f"{exc.message}"
+            ) from None
+        validator = jsonschema.Draft7Validator(schema)
+    return EventSpec(
+        name=name,
+        description=opts.get("description", ""),
+        permission=opts.get("permission"),
+        schema=validator,
+        rate_limit=_rate_limit(opts.get("rate_limit")),
+    )
+
+
+def _namespace(resolved: Resolved, name: str, spec: Mapping[str, Any]) -> NamespaceSpec:
     events = spec.get("events")
     declared: Mapping[str, EventSpec] | None = None
     if isinstance(events, list):
         declared = MappingProxyType({e: EventSpec(e, "") for e in events})
     elif isinstance(events, dict):
         declared = MappingProxyType(
-            {e: EventSpec(e, opts.get("description", "")) for e, opts in events.items()}
+            {e: _event(resolved, name, e, opts) for e, opts in events.items()}
         )
     return NamespaceSpec(
         name=name,
@@ -75,4 +196,6 @@ def _namespace(name: str, spec: Mapping[str, Any]) -> NamespaceSpec:
         auto_join=tuple(RoomTemplate.parse(t) for t in spec["auto_join"]),
         client_join=tuple(RoomTemplate.parse(t, wildcard=True) for t in spec["client_join"]),
         max_client_rooms=spec["max_client_rooms"],
+        access=NamespaceAccess.from_profile(spec),
+        require_auth=spec["require_auth"],
     )

@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from jsonschema.protocols import Validator
+
+from engine.auth import Authenticator, CommonOptions, CsrfOptions
+from engine.monitoring.options import MonitoringOptions
+from engine.policies.abuse import AbuseOptions
+from engine.policies.access import NamespaceAccess, RolePermissions
+from engine.policies.connections import ConnectionCaps
+from engine.policies.payload import PayloadLimits
+from engine.policies.rate_limit import TokenBucket
 from engine.rooms import RoomTemplate
 
 Environment = Literal["development", "production", "maintenance"]
@@ -55,11 +64,22 @@ class ServerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket and what to do with a client that exceeds it."""
+
+    bucket: TokenBucket
+    action: Literal["drop", "disconnect"]
+
+
+@dataclass(frozen=True, slots=True)
 class EventSpec:
-    """One declared client event."""
+    """One declared client event: who may send it, what it must look like, how often."""
 
     name: str
     description: str
+    permission: str | None = None
+    schema: Validator | None = None
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +93,33 @@ class NamespaceSpec:
     auto_join: tuple[RoomTemplate, ...]
     client_join: tuple[RoomTemplate, ...]
     max_client_rooms: int
+    access: NamespaceAccess
+    require_auth: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    """`[auth]`: the authenticator (keys and token files already read) and the role map."""
+
+    type: str
+    common: CommonOptions
+    authenticator: Authenticator = field(repr=False)
+    roles: RolePermissions
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySpec:
+    """`[security]`: the policies every connection and event goes through."""
+
+    connects_per_ip: RateLimit | None
+    events_per_connection: RateLimit | None
+    events_per_user: RateLimit | None
+    max_tracked_keys: int
+    abuse: AbuseOptions | None
+    ban_by: frozenset[str]
+    payload: PayloadLimits
+    csrf: CsrfOptions | None
+    caps: ConnectionCaps
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,5 +127,8 @@ class Profile:
     engine: EngineInfo
     server: ServerOptions
     namespaces: Mapping[str, NamespaceSpec]
+    auth: AuthSpec
+    security: SecuritySpec
+    monitoring: MonitoringOptions
     config_hash: str
     source: str

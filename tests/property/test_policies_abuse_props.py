@@ -84,9 +84,10 @@ class Reference:
             start, end, k = s.bans[-1]
             return Banned(end, end - now, k)
         s.strike_times.append(now)
-        recent = [
-            t for t in s.strike_times[s.first_live_strike :] if now - t < self.o.window_seconds
-        ]
+        # A strike stops counting once any strike call (this one included) sees it expired;
+        # after the clock steps back, an already forgotten strike stays forgotten.
+        live = s.strike_times[s.first_live_strike :]
+        recent = [t for i, t in enumerate(live) if max(live[i:]) - t < self.o.window_seconds]
         if len(recent) < self.o.strikes:
             return Allowed()
         # rung: consecutive bans, walking back, while each gap to the next ban is unforgiven
@@ -143,11 +144,11 @@ operations = st.lists(
             st.integers(0, 6),
         ),
     ),
-    max_size=80,
+    max_size=60,
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=300)
 @given(abuse_options(), operations, st.booleans())
 def test_pure_state_and_ledger_agree_with_reference(
     options: AbuseOptions, ops: list[tuple[str, object, object, object]], time_jumps_back: bool

@@ -52,7 +52,7 @@ def ref_connect(ns: NamespaceAccess, roles: RolePermissions, who: Identity) -> s
         return "unauthorized"
     if ns.require_roles and not any(r in who.roles for r in ns.require_roles):
         return "forbidden"
-    granted = set()
+    granted: set[str] = set()
     for role in who.roles:
         if role in roles.roles:
             granted.update(roles.roles[role])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -70,7 +71,7 @@ def test_check_refusals() -> None:
     assert check({"a": {1, 2}}, LIMITS) == Violation("unsupported value type set", "$.a")
     assert check([b"12345"], LIMITS) == Violation("attachment larger than 4 bytes", "$[0]")
     assert check([b"", b"", b""], LIMITS) == Violation("more than 2 attachments", "$[0]")
-    no_binary = PayloadLimits(**{**_fields(LIMITS), "allow_binary": False})
+    no_binary = dataclasses.replace(LIMITS, allow_binary=False)
     assert check({"f": b"x"}, no_binary) == Violation("binary attachments are not allowed", "$.f")
     assert check({"ok": [b"1234", None, True, "fine"]}, LIMITS) is None
 
@@ -86,12 +87,12 @@ def test_prescan_stops_deep_nesting_that_would_crash_json_loads() -> None:
     text = "[" * 100_000 + "]" * 100_000
     with pytest.raises(RecursionError):
         json.loads(text)
-    big = PayloadLimits(**{**_fields(LIMITS), "max_bytes": 10**6})
+    big = dataclasses.replace(LIMITS, max_bytes=10**6)
     assert prescan(text, big) == Violation("nesting deeper than 3", "$[0][0][0]")
 
 
 def test_packet_header_is_skipped_and_attachments_counted() -> None:
-    limits = PayloadLimits(**{**_fields(LIMITS), "max_string_length": 20})
+    limits = dataclasses.replace(LIMITS, max_string_length=20)
     assert prescan_packet('2/chat,17["msg",{"a":1}]', limits) is None
     assert prescan_packet('2["msg",{"a":1,"b":2,"c":3,"d":4}]', limits) == Violation(
         "object has more than 3 keys", "$[1]"
@@ -119,5 +120,16 @@ def test_from_profile() -> None:
     assert limits.deny_patterns == (re.compile("a+b"),)
 
 
-def _fields(limits: PayloadLimits) -> dict[str, object]:
-    return {name: getattr(limits, name) for name in PayloadLimits.__slots__}
+@pytest.mark.parametrize("size", [999, 1000, 1001, 5000])
+def test_large_flat_containers_are_counted_exactly(size: int) -> None:
+    limits = PayloadLimits(10**7, 2, 1000, 1000, 64, False, 0, 0)
+    array = json.dumps([*range(size // 2), *([True, None, -1.5e3] * size)][:size])
+    obj = json.dumps({f"key:{i}" if i % 7 == 0 else f"k{i}": i for i in range(size)})
+    expected = None if size <= 1000 else "$"
+    for text in (array, obj, json.dumps({"nested": json.loads(obj)})):
+        violation = prescan(text, limits)
+        if expected is None:
+            assert violation is None
+        else:
+            assert violation is not None
+            assert violation.reason.endswith(("more than 1000 elements", "more than 1000 keys"))
