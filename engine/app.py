@@ -10,6 +10,7 @@ from typing import Any
 import socketio
 
 from engine.lifecycle import Lifecycle
+from engine.monitoring import Monitor
 from engine.profile.model import Profile
 from engine.server import EngineServer
 
@@ -43,6 +44,7 @@ class Engine:
 
     profile: Profile
     sio: EngineServer
+    monitor: Monitor
     lifecycle: Lifecycle
     routes: dict[str, Route] = field(default_factory=dict)
     app: ASGIApp | None = None
@@ -92,10 +94,23 @@ class Engine:
         await send_json(send, status, body)
 
 
+def declared_events(profile: Profile) -> dict[str, frozenset[str]]:
+    return {
+        name: frozenset(spec.events or ()) | {"join_room", "leave_room"}
+        for name, spec in profile.namespaces.items()
+    }
+
+
 def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     """Assemble the engine for `profile`; `engine.app` is what hypercorn serves."""
-    sio = EngineServer(profile)
-    engine = Engine(profile=profile, sio=sio, lifecycle=lifecycle or Lifecycle())
+    monitor = Monitor(
+        profile.monitoring,
+        profile_name=profile.engine.name,
+        config_hash=profile.config_hash,
+        declared_events=declared_events(profile),
+    )
+    sio = EngineServer(profile, monitor)
+    engine = Engine(profile=profile, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
     engine.routes = {"/healthz": engine.healthz, "/readyz": engine.readyz}
     engine.app = socketio.ASGIApp(
         sio, other_asgi_app=engine.http, socketio_path=profile.server.path.strip("/")

@@ -15,6 +15,7 @@ from typing import Any
 import socketio
 from socketio import packet
 
+from engine.monitoring import Monitor
 from engine.namespaces import BUILTIN_EVENTS, EngineNamespace
 from engine.policies.origin import OriginMatcher
 from engine.profile.model import Profile
@@ -41,7 +42,7 @@ def cors_setting(origins: tuple[str, ...]) -> Any:
 class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     """The Socket.IO server of one profile."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, monitor: Monitor) -> None:
         server = profile.server
         super().__init__(
             async_mode="asgi",
@@ -57,6 +58,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             namespaces=list(profile.namespaces),
         )
         self.profile = profile
+        self.monitor = monitor
         self.draining = False
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
