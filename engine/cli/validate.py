@@ -18,7 +18,7 @@ def check_file(
 ) -> list[Diagnostic]:
     """Every diagnostic of one profile (errors, or the warnings of a valid one), sorted."""
     try:
-        resolved = resolve(path, environ, check_env=check_env)
+        resolved = resolve(path, environ, check_env=check_env, require_env=check_env)
         build(resolved)
     except ProfileError as exc:
         return sorted(exc.diagnostics, key=Diagnostic.sort_key)

@@ -216,10 +216,21 @@ def read_chain(path: Path) -> list[Source]:
     return chain
 
 
-def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+def placeholder(name: str) -> str:
+    """Stands in for an unset variable when only the profile's shape is checked.
+
+    Long enough to satisfy secret length rules, recognisable in `engine show`.
+    """
+    return f"<unset:{name}>".ljust(64, "-")
+
+
+def interpolate(
+    text: str, environ: Mapping[str, str], *, require_env: bool = True
+) -> tuple[str, tuple[str, ...]]:
     """Expand `${VAR}` and `${VAR:-default}`; `$${` is a literal `${`.
 
-    Raises `InterpolationError` naming the variable when one is unset and has no default.
+    Raises `InterpolationError` naming the variable when one is unset and has no default,
+    unless `require_env` is false (validation without `--check-env`): then a placeholder.
     """
     used: list[str] = []
 
@@ -235,6 +246,8 @@ def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, tuple[str, 
         if value is None or (sep and value == ""):
             if sep:
                 return default
+            if not require_env:
+                return placeholder(name)
             raise InterpolationError(name, f"environment variable {name} is not set")
         return value
 
@@ -266,7 +279,7 @@ def set_at(node: Any, path: KeyPath, value: Any) -> None:
     node[path[-1]] = value
 
 
-def load(path: Path, environ: Mapping[str, str]) -> Loaded:
+def load(path: Path, environ: Mapping[str, str], *, require_env: bool = True) -> Loaded:
     """Read `path` and its `extends` chain, merge, interpolate; raise `ProfileError`."""
     chain = read_chain(path)
     data: dict[str, Any] = {}
@@ -281,7 +294,7 @@ def load(path: Path, environ: Mapping[str, str]) -> Loaded:
         if "${" not in text:
             continue
         try:
-            value, used = interpolate(text, environ)
+            value, used = interpolate(text, environ, require_env=require_env)
         except InterpolationError as exc:
             problems.append(loaded.diagnostic(key_path, exc.message))
             continue

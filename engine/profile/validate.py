@@ -52,11 +52,20 @@ class Resolved:
 
 
 def resolve(
-    path: Path, environ: Mapping[str, str] | None = None, *, check_env: bool = False
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    check_env: bool = False,
+    require_env: bool = True,
 ) -> Resolved:
-    """Load, validate and default-fill a profile; raise `ProfileError` with all diagnostics."""
+    """Load, validate and default-fill a profile; raise `ProfileError` with all diagnostics.
+
+    :param check_env: also check this machine (handler imports, files).
+    :param require_env: an unset `${VAR}` without default is an error; when false (plain
+        `engine validate`), a placeholder stands in so the shape can still be checked.
+    """
     env = os.environ if environ is None else environ
-    loaded = load(path, env)
+    loaded = load(path, env, require_env=require_env)
     problems = coerce_interpolated(loaded)
     reported = {d.path for d in problems}
     problems += [d for d in schema_diagnostics(loaded) if d.path not in reported]
