@@ -12,6 +12,7 @@ from typing import Any
 
 import socketio
 
+from engine.auth import ANONYMOUS, Identity
 from engine.profile.model import NamespaceSpec
 from engine.refusal import Refusal
 from engine.rooms import valid_room_name
@@ -29,6 +30,11 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """Rooms `sid` is in within this namespace (including its own sid room)."""
         rooms: list[str] = self.server.rooms(sid, namespace=self.namespace)
         return rooms
+
+    def identity(self, sid: str) -> Identity:
+        """Who `sid` authenticated as (`user_id` None when anonymous)."""
+        member = self.server.guard.member(self.namespace, sid)
+        return member.identity if member is not None else ANONYMOUS
 
 
 def import_handler(target: str) -> type[Any]:
@@ -54,7 +60,9 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self.handler._set_server(server)
 
     def facts(self, sid: str) -> dict[str, str | None]:
-        return {"sid": sid, "namespace": self.spec.name, "user.id": None}
+        member = self.server.guard.member(self.spec.name, sid)
+        user = member.identity.user_id if member is not None else None
+        return {"sid": sid, "namespace": self.spec.name, "user.id": user}
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
@@ -74,14 +82,15 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return await self.handler.trigger_event(event, *args)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
+        self.server.admit(self, sid, environ, auth)
         if self.handler is not None:
             try:
-                result = await self.handler.trigger_event("connect", sid, environ, auth)
-            except TypeError:
-                if auth is not None:
-                    raise
-                result = await self.handler.trigger_event("connect", sid, environ)
+                result = await self._user_connect(sid, environ, auth)
+            except BaseException:
+                self.server.guard.disconnected(self.spec.name, sid)
+                raise
             if result is False:
+                self.server.guard.disconnected(self.spec.name, sid)
                 return False
         facts = self.facts(sid)
         for template in self.spec.auto_join:
@@ -90,6 +99,16 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self.enter_room(sid, room)
         self.client_rooms[sid] = set()
         return None
+
+    async def _user_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> Any:
+        """The handler's `on_connect`, with or without the `auth` argument (both are legal)."""
+        assert self.handler is not None
+        try:
+            return await self.handler.trigger_event("connect", sid, environ, auth)
+        except TypeError:
+            if auth is not None:
+                raise
+            return await self.handler.trigger_event("connect", sid, environ)
 
     def _room_from(self, data: Any) -> str:
         room = data.get("room") if isinstance(data, dict) else data

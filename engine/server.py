@@ -1,29 +1,40 @@
 """`EngineServer`: python-socketio's AsyncServer with the engine's gates.
 
-This is the one module that overrides python-socketio internals (`_handle_connect`,
-`_handle_event_internal`): those are the only places that know both the namespace and whether
-the client asked for an acknowledgement, which the refusal contract needs. Everything else is
-public API. The gates decide nothing themselves; policies do.
+This is the one module that overrides python-socketio internals. `_handle_eio_message` is
+taken over because it is the only place that sees a packet *before* it is decoded (payload
+limits must stop an expensive packet cheaply, and a malformed one must close its session with
+one log line instead of a traceback); `_handle_event_internal` because it is the only place
+that knows both the namespace and whether the client asked for an acknowledgement, which the
+refusal contract needs. Decisions come from `engine.guard` and the pure policies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import socketio
-from socketio import packet
+from socketio import exceptions, packet
 
+from engine.guard import Guard, Peer
 from engine.monitoring import Monitor
 from engine.namespaces import BUILTIN_EVENTS, EngineNamespace
 from engine.policies.origin import OriginMatcher
+from engine.policies.payload import prescan_packet
 from engine.profile.model import Profile
 from engine.refusal import Refusal
 
 log = logging.getLogger("engine.server")
 
 INVALID_NAMESPACE = Refusal("invalid_namespace", "Invalid namespace")
+INTERNAL = Refusal("internal", "the handler failed")
+
+
+class Malformed(Exception):
+    """A packet that is not valid Socket.IO; its session is closed."""
 
 
 def cors_setting(origins: tuple[str, ...]) -> Any:
@@ -59,18 +70,144 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         )
         self.profile = profile
         self.monitor = monitor
+        self.guard = Guard(profile, monitor)
         self.draining = False
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self.engine_namespaces: dict[str, EngineNamespace] = {}
         for name, spec in profile.namespaces.items():
             namespace = EngineNamespace(spec)
             self.register_namespace(namespace)
             self.engine_namespaces[name] = namespace
 
+    # -- Engine.IO sessions ------------------------------------------------------------------
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        if self.draining:
+            return False
+        self.guard.open_peer(eio_sid, environ)
+        loop = asyncio.get_running_loop()
+        self._deadlines[eio_sid] = loop.call_later(
+            self.profile.server.connect_timeout_seconds, self._connect_deadline, eio_sid
+        )
+        return await super()._handle_eio_connect(eio_sid, environ)
+
+    def _connect_deadline(self, eio_sid: str) -> None:
+        self._deadlines.pop(eio_sid, None)
+        peer = self.guard.peers.get(eio_sid)
+        if peer is not None and not peer.namespaces:
+            self.guard.violation(eio_sid, "connect_timeout", "no CONNECT within the timeout")
+            self.start_background_task(self._close_session, eio_sid)
+
+    async def _close_session(self, eio_sid: str) -> None:
+        session = self.eio.sockets.get(eio_sid)
+        if session is not None:
+            await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+            self.eio.sockets.pop(eio_sid, None)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        timer = self._deadlines.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        self.guard.close_peer(eio_sid)
+        self._check_idle()
+
+    async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
+        peer = self.guard.peers.get(eio_sid)
+        try:
+            await self._dispatch(eio_sid, peer, data)
+        except Malformed as exc:
+            log.warning("closing session %s: malformed packet: %s", eio_sid, exc)
+            self.guard.violation(eio_sid, "malformed_packet", str(exc))
+            await self._close_session(eio_sid)
+
+    async def _dispatch(self, eio_sid: str, peer: Peer | None, data: str | bytes) -> None:
+        limits = self.profile.security.payload
+        if eio_sid in self._binary_packet:
+            if not isinstance(data, bytes):
+                raise Malformed("text frame while binary attachments were expected")
+            if peer is not None:
+                peer.attachment_bytes += len(data)
+                if peer.attachment_bytes > limits.max_attachment_bytes:
+                    del self._binary_packet[eio_sid]
+                    raise Malformed(f"attachments exceed {limits.max_attachment_bytes} bytes")
+            pkt = self._binary_packet[eio_sid]
+            if pkt.add_attachment(data):
+                del self._binary_packet[eio_sid]
+                if peer is not None:
+                    peer.attachment_bytes = 0
+                if pkt.packet_type == packet.BINARY_EVENT:
+                    await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+                else:
+                    await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+            return
+        if not isinstance(data, str):
+            raise Malformed("binary frame without a binary packet header")
+        violation = prescan_packet(data, limits)
+        if violation is not None:
+            await self._refuse_raw(eio_sid, data, f"{violation.reason} at {violation.path}")
+            return
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception as exc:  # the decoder raises whatever json and int() raise
+            raise Malformed(f"undecodable packet ({type(exc).__name__})") from None
+        namespace = pkt.namespace or "/"
+        kind = pkt.packet_type
+        if kind == packet.CONNECT:
+            if pkt.data is not None and not isinstance(pkt.data, dict):
+                raise Malformed("CONNECT payload must be an object")
+            await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+        elif kind == packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
+        elif kind == packet.EVENT:
+            if not isinstance(pkt.data, list) or not pkt.data or not isinstance(pkt.data[0], str):
+                raise Malformed("EVENT payload must be an array starting with the event name")
+            self.monitor.event_in(namespace, pkt.data[0], len(data))
+            await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        elif kind == packet.ACK:
+            self._check_ack(eio_sid, namespace, pkt.id, pkt.data)
+            await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        elif kind in (packet.BINARY_EVENT, packet.BINARY_ACK):
+            if not self.manager.sid_from_eio_sid(eio_sid, namespace):
+                raise Malformed("binary packet before CONNECT")
+            if kind == packet.BINARY_EVENT and (
+                not isinstance(pkt.data, list) or not pkt.data or not isinstance(pkt.data[0], str)
+            ):
+                raise Malformed("EVENT payload must be an array starting with the event name")
+            if kind == packet.BINARY_EVENT:
+                self.monitor.event_in(namespace, pkt.data[0], len(data))
+            self._binary_packet[eio_sid] = pkt
+        else:
+            raise Malformed(f"packet type {kind} is not sent by clients")
+
+    def _check_ack(self, eio_sid: str, namespace: str, ack_id: Any, data: Any) -> None:
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not isinstance(data, list):
+            raise Malformed("ACK payload must be an array")
+        if sid is None or ack_id not in self.manager.callbacks.get(sid, {}):
+            raise Malformed(f"ACK for unknown id {ack_id!r}")
+
+    async def _refuse_raw(self, eio_sid: str, data: str, reason: str) -> None:
+        """An over-limit packet: refused without decoding it (its header is cheap to read)."""
+        header = _header(data)
+        if header is None:
+            raise Malformed(reason)
+        kind, namespace, ack_id = header
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if kind not in (packet.EVENT, packet.BINARY_EVENT) or sid is None:
+            raise Malformed(reason)
+        refusal = Refusal("invalid_payload", reason)
+        ban = self.guard.violation(eio_sid, "payload_refused", reason)
+        await self._refuse_event(eio_sid, sid, namespace, ack_id, ban or refusal)
+
+    # -- namespace connections ---------------------------------------------------------------
+
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         name = namespace or "/"
         if name not in self.engine_namespaces:
+            self.monitor.connect_refused(name, INVALID_NAMESPACE.code)
             await self._send_packet(
                 eio_sid,
                 self.packet_class(
@@ -78,7 +215,37 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
                 ),
             )
             return
+        timer = self._deadlines.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
         await super()._handle_connect(eio_sid, namespace, data)
+
+    def admit(self, namespace: EngineNamespace, sid: str, environ: Any, auth: Any) -> Any:
+        """Called by EngineNamespace on CONNECT; refusal becomes a `connect_error` envelope."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace.spec.name)
+        peer = self.guard.peers.get(eio_sid)
+        if peer is None:
+            peer = self.guard.open_peer(eio_sid, environ)
+        try:
+            member = self.guard.admit_connect(namespace.spec, peer, sid, auth)
+        except Refusal as refusal:
+            error = exceptions.ConnectionRefusedError()
+            error.error_args = refusal.envelope()
+            if refusal.disconnect:
+                self.start_background_task(self._close_session, eio_sid)
+            raise error from None
+        return member
+
+    async def _handle_disconnect(
+        self, eio_sid: str, namespace: str | None, reason: Any = None
+    ) -> None:
+        name = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, name)
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        if sid is not None and self.guard.disconnected(name, sid) is not None:
+            self.monitor.connection_closed(name, str(reason or "client disconnect"))
+
+    # -- events ------------------------------------------------------------------------------
 
     async def _handle_event_internal(
         self,
@@ -90,16 +257,30 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         id: int | None,
     ) -> None:
         handler = self.engine_namespaces[namespace]
-        event = data[0]
+        event, args = data[0], data[1:]
+        member = self.guard.member(namespace, sid)
         self.in_flight += 1
+        started = time.perf_counter()
+        failed = False
         try:
-            self._admit_event(handler, event)
-            result = await handler.trigger_event(event, sid, *data[1:])
+            if member is None:
+                raise Refusal("unauthorized", "not connected to this namespace")
+            if event not in BUILTIN_EVENTS:
+                self.guard.admit_event(handler.spec, member, event, args)
+            result = await handler.trigger_event(event, sid, *args)
         except Refusal as refusal:
             await self._refuse_event(eio_sid, sid, namespace, id, refusal)
             return
+        except Exception:
+            failed = True
+            log.exception("handler for %r in %s failed", event, namespace)
+            await self._refuse_event(eio_sid, sid, namespace, id, INTERNAL)
+            return
         finally:
             self.in_flight -= 1
+            self.monitor.handler_finished(
+                namespace, event, time.perf_counter() - started, error=failed
+            )
             self._check_idle()
         if result is self.not_handled or id is None:
             return
@@ -108,37 +289,61 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=args)
         )
 
-    def _admit_event(self, handler: EngineNamespace, event: Any) -> None:
-        events = handler.spec.events
-        if not isinstance(event, str):
-            raise Refusal("invalid_payload", "event name must be a string")
-        if event in BUILTIN_EVENTS:
-            return
-        if events is not None and event not in events:
-            raise Refusal("unknown_event", f"event '{event}' is not accepted here")
-
     async def _refuse_event(
         self, eio_sid: str, sid: str, namespace: str, id: int | None, refusal: Refusal
     ) -> None:
         body = refusal.envelope()
+        self.monitor.error(refusal.code)
         if id is not None:
             await self._send_packet(
                 eio_sid,
                 self.packet_class(packet.ACK, namespace=namespace, id=id, data=[{"error": body}]),
             )
         else:
-            await self.emit("error", body, to=sid, namespace=namespace)
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(packet.EVENT, namespace=namespace, data=["error", body]),
+            )
         if refusal.disconnect:
-            await self.disconnect(sid, namespace=namespace)
+            await self._close_session(eio_sid)
 
-    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        if self.draining:
-            return False
-        return await super()._handle_eio_connect(eio_sid, environ)
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        name = namespace or "/"
+        target = to if to is not None else room
+        if callback is not None:
+            callback = self._timed(name, callback)
+        await super().emit(
+            event,
+            data=data,
+            to=target,
+            skip_sid=skip_sid,
+            namespace=namespace,
+            callback=callback,
+            ignore_queue=ignore_queue,
+        )
+        members = self.manager.rooms.get(name, {}).get(target, ())
+        self.monitor.event_out(name, event, _size(data), len(members))
 
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
-        await super()._handle_eio_disconnect(eio_sid, reason)
-        self._check_idle()
+    def _timed(self, namespace: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        started = time.perf_counter()
+
+        def acknowledged(*args: Any) -> Any:
+            self.monitor.ack_round_trip(namespace, time.perf_counter() - started)
+            return callback(*args)
+
+        return acknowledged
+
+    # -- draining ----------------------------------------------------------------------------
 
     def _check_idle(self) -> None:
         if self._idle is not None and not self.eio.sockets and self.in_flight == 0:
@@ -151,13 +356,43 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         """
         self.draining = True
         self._idle = asyncio.Event()
-        for eio_sid, session in list(self.eio.sockets.items()):
+        for eio_sid in list(self.eio.sockets):
             # wait=False: a peer that already vanished must not hold the drain hostage
-            await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-            self.eio.sockets.pop(eio_sid, None)
+            await self._close_session(eio_sid)
         self._check_idle()
 
     async def drained(self) -> None:
         """Wait until no session is open and no handler is running."""
         if self._idle is not None:
             await self._idle.wait()
+
+
+def _size(data: Any) -> int:
+    """Cheap size estimate of an emitted payload for the bytes-out metric."""
+    if isinstance(data, (str, bytes)):
+        return len(data)
+    if isinstance(data, (dict, list, tuple)):
+        return 2 + sum(_size(v) for v in (data.values() if isinstance(data, dict) else data))
+    return 8
+
+
+def _header(data: str) -> tuple[int, str, int | None] | None:
+    """(type, namespace, ack id) of a raw Socket.IO packet, without decoding its payload."""
+    if not data or not data[0].isdigit():
+        return None
+    kind, pos = int(data[0]), 1
+    if kind in (packet.BINARY_EVENT, packet.BINARY_ACK):
+        dash = data.find("-", pos, pos + 12)
+        if dash < 0:
+            return None
+        pos = dash + 1
+    namespace = "/"
+    if data.startswith("/", pos):
+        comma = data.find(",", pos, pos + 256)
+        if comma < 0:
+            return None
+        namespace, pos = data[pos:comma], comma + 1
+    end = pos
+    while end < len(data) and end - pos < 12 and data[end].isdigit():
+        end += 1
+    return kind, namespace, int(data[pos:end]) if end > pos else None

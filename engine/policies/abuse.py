@@ -343,5 +343,13 @@ class AbuseLedger:
     def record(self, subject: str) -> SubjectRecord | None:
         return self._records.get(subject)
 
+    def banned(self, now: float) -> list[tuple[str, SubjectRecord]]:
+        """Subjects whose ban is still running at `now` (for dashboards and metrics)."""
+        return [
+            (subject, record)
+            for subject, record in self._records.items()
+            if record.banned_until is not None and record.banned_until > now
+        ]
+
     def __len__(self) -> int:
         return len(self._records)

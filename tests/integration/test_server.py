@@ -178,7 +178,7 @@ async def test_event_allow_list_with_and_without_ack(write_profile: Callable[...
         await client.connect(running.url, namespaces=["/chat"], transports=["websocket"])
         refused = await client.call("shout", "x", namespace="/chat", timeout=5)
         assert refused == {
-            "error": {"code": "unknown_event", "message": "event 'shout' is not accepted here"}
+            "error": {"code": "unknown_event", "message": "event 'shout' is not accepted in this namespace"}
         }
         await client.emit("shout", "x", namespace="/chat")
         assert (await inbox.get("error"))["code"] == "unknown_event"
@@ -209,7 +209,9 @@ async def test_healthz_and_readyz(write_profile: Callable[..., Path]) -> None:
             assert body["config_hash"] == running.engine.profile.config_hash
             assert len(body["config_hash"]) == 16
         assert health.json()["status"] == "healthy"
-        assert ready.json()["status"] == "ready"
+        assert ready.json()["status"] == "healthy"
+        assert ready.json()["ready"] is True
+        assert ready.json()["phase"] == "serving"
         missing = await http.get(f"{running.url}/nothing-here")
         assert missing.status_code == 404
         assert json.loads(missing.text)["error"]["code"] == "not_found"
