@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
 
+from engine.http_routes import (
+    ASGIApp,
+    DashboardRoutes,
+    Receive,
+    Request,
+    Response,
+    Route,
+    Router,
+    Scope,
+    Send,
+    dispatch,
+    metrics_binds,
+    metrics_routes,
+)
+from engine.hardening import handshake_gate, install_frame_limit
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
 from engine.profile.model import Profile
 from engine.server import EngineServer
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Route = Callable[[Scope], Awaitable[tuple[int, dict[str, Any]]]]
-
-
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 @dataclass(slots=True)
@@ -48,6 +38,7 @@ class Engine:
     lifecycle: Lifecycle
     routes: dict[str, Route] = field(default_factory=dict)
     app: ASGIApp | None = None
+    metrics_listeners: dict[str, Router] = field(default_factory=dict)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -57,41 +48,28 @@ class Engine:
             "phase": self.lifecycle.phase.value,
         }
 
-    async def healthz(self, scope: Scope) -> tuple[int, dict[str, Any]]:
-        return 200, {"status": "healthy", **self.status()}
+    def health(self) -> dict[str, Any]:
+        """`status` is the health status (healthy | degraded | unhealthy), `ready` the phase's."""
+        report = self.monitor.health(self.monitor.now())
+        return {
+            "status": report.status,
+            "reasons": list(report.reasons),
+            "ready": self.lifecycle.ready and report.status != "unhealthy",
+            **self.status(),
+        }
 
-    async def readyz(self, scope: Scope) -> tuple[int, dict[str, Any]]:
-        if self.lifecycle.ready:
-            return 200, {"status": "ready", **self.status()}
-        return 503, {"status": self.lifecycle.phase.value, **self.status()}
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: 200 unless unhealthy."""
+        body = self.health()
+        return Response.json(503 if body["status"] == "unhealthy" else 200, body)
 
-    async def lifespan(self, receive: Receive, send: Send) -> None:
-        """Readiness is driven by `engine.serve`, so lifespan only has to be acknowledged."""
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: 503 while starting, draining or unhealthy."""
+        body = self.health()
+        return Response.json(200 if body["ready"] else 503, body)
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        route = self.routes.get(scope["path"])
-        if route is None:
-            await send_json(send, 404, {"error": {"code": "not_found", "message": "not found"}})
-            return
-        if scope["method"] not in ("GET", "HEAD"):
-            await send_json(
-                send, 405, {"error": {"code": "method_not_allowed", "message": "GET only"}}
-            )
-            return
-        status, body = await route(scope)
-        await send_json(send, status, body)
+        await dispatch(self.routes, scope, receive, send)
 
 
 def declared_events(profile: Profile) -> dict[str, frozenset[str]]:
@@ -99,6 +77,11 @@ def declared_events(profile: Profile) -> dict[str, frozenset[str]]:
         name: frozenset(spec.events or ()) | {"join_room", "leave_room"}
         for name, spec in profile.namespaces.items()
     }
+
+
+def secure_admin_cookie(profile: Profile) -> bool:
+    """The admin cookie is `Secure` unless a development profile serves plain HTTP."""
+    return profile.server.tls_cert_file is not None or profile.engine.environment != "development"
 
 
 def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
@@ -111,8 +94,21 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     )
     sio = EngineServer(profile, monitor)
     engine = Engine(profile=profile, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
-    engine.routes = {"/healthz": engine.healthz, "/readyz": engine.readyz}
-    engine.app = socketio.ASGIApp(
+    dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))
+    engine.routes = {
+        **metrics_routes(monitor, None),
+        **dashboard.routes(),
+        "/healthz": Route(engine.healthz),
+        "/readyz": Route(engine.readyz),
+    }
+    engine.metrics_listeners = {
+        bind: Router(metrics_routes(monitor, bind)) for bind in metrics_binds(monitor)
+    }
+    socketio_app = socketio.ASGIApp(
         sio, other_asgi_app=engine.http, socketio_path=profile.server.path.strip("/")
+    )
+    install_frame_limit()
+    engine.app = handshake_gate(
+        socketio_app, sio.guard, profile.server.path, profile.server.max_payload_bytes
     )
     return engine

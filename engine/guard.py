@@ -158,9 +158,7 @@ class Guard:
                 )
                 after = self.abuse.record(subject)
                 if after is not None and (before is None or after.bans > before.bans):
-                    self.report(
-                        "ban_issued", worst, policy="abuse", ip=ip, user=user, reason=kind
-                    )
+                    self.report("ban_issued", worst, policy="abuse", ip=ip, user=user, reason=kind)
                     self.monitor.set_active_bans(self.active_bans(now))
         return worst
 
@@ -215,7 +213,9 @@ class Guard:
 
     def open_peer(self, eio_sid: str, environ: Mapping[str, Any]) -> Peer:
         headers = environ_headers(environ)
-        remote = str(environ.get("REMOTE_ADDR") or "")
+        # engineio's ASGI environ hard-codes REMOTE_ADDR; the ASGI scope has the real peer
+        client = (environ.get("asgi.scope") or {}).get("client") or (environ.get("REMOTE_ADDR"),)
+        remote = str(client[0] or "")
         peer = Peer(
             ip=self.client_ip(remote, headers),
             headers=headers,
