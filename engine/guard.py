@@ -83,6 +83,7 @@ class Guard:
         self.profile = profile
         self.monitor = monitor
         self.clock = clock
+        self.wall_clock: Callable[[], float] = time.time
         keys = security.max_tracked_keys
         self.connects = self._limiter(security.connects_per_ip, keys)
         self.per_connection = self._limiter(security.events_per_connection, keys)
@@ -282,7 +283,8 @@ class Guard:
             cookies=peer.cookies,
             remote_addr=peer.ip,
         )
-        result = self.profile.auth.authenticator.authenticate(credentials, now)
+        # tokens carry wall-clock times (exp, nbf); limits and bans use the monotonic clock
+        result = self.profile.auth.authenticator.authenticate(credentials, self.wall_clock())
         if isinstance(result, AuthFailure):
             raise Refusal("unauthorized", result.message)
         if result.cookie_authenticated and self.profile.security.csrf is not None:

@@ -47,7 +47,11 @@ def cors_setting(origins: tuple[str, ...]) -> Any:
     if origins == ("*",):
         return "*"
     matcher = OriginMatcher.from_patterns(list(origins))
-    return lambda origin: matcher.allows(origin)
+
+    def allowed(origin: str | None, environ: Any) -> bool:
+        return origin is not None and matcher.allows(origin)
+
+    return allowed
 
 
 class EngineServer(socketio.AsyncServer):  # type: ignore[misc]

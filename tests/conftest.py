@@ -57,3 +57,10 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+async def release(client: object) -> None:
+    """Close the HTTP session python-engineio leaves open after a refused connection."""
+    http = getattr(getattr(client, "eio", None), "http", None)
+    if http is not None and not http.closed:
+        await http.close()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import socketio
 
-from tests.conftest import serving
+from tests.conftest import release, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -105,6 +105,7 @@ async def test_undeclared_namespace_is_refused(write_profile: Callable[..., Path
         client.on("connect_error", lambda data: errors.append(data), namespace="/nope")
         with pytest.raises(socketio.exceptions.ConnectionError):
             await client.connect(running.url, namespaces=["/nope"], wait_timeout=5)
+        await release(client)
         assert errors == [{"code": "invalid_namespace", "message": "Invalid namespace"}]
 
 
@@ -190,6 +191,7 @@ async def test_legacy_connect_handler_and_refusal(write_profile: Callable[..., P
         refused = socketio.AsyncClient(reconnection=False)
         with pytest.raises(socketio.exceptions.ConnectionError):
             await refused.connect(running.url, namespaces=["/legacy"], wait_timeout=5)
+        await release(refused)
         allowed = socketio.AsyncClient(reconnection=False)
         await allowed.connect(
             running.url, namespaces=["/legacy"], headers={"X-Let-Me-In": "yes"}, wait_timeout=5
