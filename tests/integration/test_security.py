@@ -52,7 +52,9 @@ client_join = ["inbox:{user.id}"]
 [namespaces."/".events.my_rooms]
 
 [namespaces."/".events.subscribe]
-schema = { type = "object", required = ["task_id"], properties = { task_id = { type = "string", maxLength = 8 } } }
+schema.type = "object"
+schema.required = ["task_id"]
+schema.properties.task_id = { type = "string", maxLength = 8 }
 
 [namespaces."/admin"]
 handler = "tests.handlers:EchoNamespace"

@@ -178,9 +178,8 @@ async def test_event_allow_list_with_and_without_ack(write_profile: Callable[...
         client, inbox = client_with_inbox("error", namespace="/chat")
         await client.connect(running.url, namespaces=["/chat"], transports=["websocket"])
         refused = await client.call("shout", "x", namespace="/chat", timeout=5)
-        assert refused == {
-            "error": {"code": "unknown_event", "message": "event 'shout' is not accepted in this namespace"}
-        }
+        message = "event 'shout' is not accepted in this namespace"
+        assert refused == {"error": {"code": "unknown_event", "message": message}}
         await client.emit("shout", "x", namespace="/chat")
         assert (await inbox.get("error"))["code"] == "unknown_event"
         await client.disconnect()
