@@ -31,7 +31,13 @@ def command(profile_path: Path | None, bind: str | None) -> int:
         stream=sys.stderr,
     )
     try:
-        anyio.run(_serve, profile, bind, backend="asyncio")
+        anyio.run(
+            _serve,
+            profile,
+            bind,
+            backend="asyncio",
+            backend_options={"use_uvloop": profile.server.event_loop == "uvloop"},
+        )
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             where = bind or profile.server.bind

@@ -47,8 +47,11 @@ class ServerOptions:
     allowed_origins: tuple[str, ...]
     compression: bool
     compression_threshold_bytes: int
+    websocket_compression: bool
     shutdown_grace_seconds: float
     listen_backlog: int
+    event_loop: Literal["uvloop", "asyncio"]
+    gc_threshold_objects: int
     trusted_proxies: tuple[Network, ...]
     access_log: bool
     log_level: str
