@@ -145,6 +145,28 @@ def test_diff_orders_security_first(
     assert "no differences" in capsys.readouterr().out
 
 
+def test_unset_variable_fails_run_and_check_env_not_plain_validate(
+    write_profile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_profile(BASE + '[server]\nhost = "${ENGINE_TEST_SURELY_UNSET}"\n')
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", "--check-env", str(path)]) == 78
+    message = "server.host: environment variable ENGINE_TEST_SURELY_UNSET is not set"
+    assert message in capsys.readouterr().err
+    assert main(["--profile", str(path)]) == 78
+    assert message in capsys.readouterr().err
+
+
+def test_shipped_production_profile_names_its_missing_secrets(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENGINE_JWT_SECRET", raising=False)
+    assert main(["--profile", "profiles/production.toml"]) == 78
+    assert "auth.jwt.secret: environment variable ENGINE_JWT_SECRET is not set" in (
+        capsys.readouterr().err
+    )
+
+
 def test_run_invalid_profile_exits_78_without_traceback() -> None:
     done = subprocess.run(
         [PYTHON, "-m", "engine", "--profile", str(INVALID / "unknown-key.toml")],
