@@ -7,11 +7,20 @@
   whole body before checking its size).
 - WebSocket messages are limited in UTF-8 *bytes* while frames arrive: hypercorn counts the
   characters of text messages, so 4-byte characters would pass at 4x the limit.
+- Malformed Engine.IO packets (WebSocket text frames, long-polling bodies) never reach
+  python-engineio, which json-decodes the rest of most text packets before any payload limit
+  runs, and raises on an empty packet, an unknown type or bad base64 (a traceback per packet,
+  and on WebSocket a session left open until its ping timeout). The WebSocket is closed with
+  1002 and one log line; a polling body gets 400.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -29,6 +38,34 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 STATUS = {"rate_limited": 429, "banned": 403, "forbidden": 403}
+log = logging.getLogger("engine.hardening")
+
+# Text packets a client sends besides messages: 1 close, 2 ping (also "2probe"), 3 pong,
+# 5 upgrade, 6 noop; all short. 4 (message) carries a Socket.IO packet, which starts with its
+# type digit (engineio leaves such text alone); "b" is a base64 binary message.
+_CONTROL = frozenset("12356")
+_CONTROL_MAX_CHARS = 16
+_DIGITS = frozenset("0123456789")
+
+
+def engineio_packet_problem(text: str) -> str | None:
+    """Why a text Engine.IO packet from a client is malformed, or None if it is not."""
+    if not text:
+        return "empty Engine.IO packet"
+    kind = text[0]
+    if kind == "4":
+        if len(text) > 1 and text[1] not in _DIGITS:
+            return "Engine.IO message is not a Socket.IO packet"
+        return None
+    if kind == "b":
+        try:
+            base64.b64decode(text[1:], validate=True)
+        except (binascii.Error, ValueError):
+            return "invalid base64 binary message"
+        return None
+    if kind in _CONTROL and len(text) <= _CONTROL_MAX_CHARS:
+        return None
+    return "unexpected Engine.IO packet"
 
 
 class ByteCountingBuffer(ws_stream.WebsocketBuffer):
@@ -48,6 +85,23 @@ class ByteCountingBuffer(ws_stream.WebsocketBuffer):
 def install_frame_limit() -> None:
     """Make hypercorn count WebSocket message size in bytes (idempotent)."""
     ws_stream.WebsocketBuffer = ByteCountingBuffer  # type: ignore[misc]
+
+
+_hypercorn_accept = ws_stream.Handshake.accept
+
+
+def set_websocket_compression(enabled: bool) -> None:
+    """hypercorn always accepts permessage-deflate when offered; make that a choice.
+
+    Process-wide: one engine per process is the deployment model.
+    """
+
+    def accept(self: ws_stream.Handshake, *args: Any, **kwargs: Any) -> Any:
+        if not enabled:
+            self.extensions = None
+        return _hypercorn_accept(self, *args, **kwargs)
+
+    ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
 
 
 def handshake_gate(app: ASGIApp, guard: Guard, socketio_path: str, max_body_bytes: int) -> ASGIApp:
@@ -71,11 +125,49 @@ def handshake_gate(app: ASGIApp, guard: Guard, socketio_path: str, max_body_byte
                 await _refuse(scope, send, refusal)
                 return
         if scope["type"] == "http" and scope.get("method") == "POST":
-            await _limited_body(app, scope, receive, send, max_body_bytes)
+            await _limited_body(app, scope, receive, send, max_body_bytes, guard)
+            return
+        if scope["type"] == "websocket":
+            await _checked_websocket(app, scope, receive, send, guard, query.get("sid", [""])[0])
             return
         await app(scope, receive, send)
 
     return gate
+
+
+def _malformed(guard: Guard, eio_sid: str, problem: str) -> None:
+    log.warning("closing session %s: malformed packet: %s", eio_sid or "?", problem)
+    guard.violation(eio_sid, "malformed_packet", problem)
+
+
+async def _checked_websocket(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, guard: Guard, eio_sid: str
+) -> None:
+    """Close the WebSocket (1002) on the first malformed Engine.IO text frame."""
+    session = eio_sid  # an upgrade names its session; a new one learns it from the OPEN packet
+
+    async def watched_send(message: MutableMapping[str, Any]) -> None:
+        nonlocal session
+        if not session and message["type"] == "websocket.send":
+            text = message.get("text") or ""
+            if text.startswith("0{"):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    session = str(json.loads(text[1:])["sid"])
+        await send(message)
+
+    async def checked_receive() -> MutableMapping[str, Any]:
+        message = await receive()
+        text = message.get("text") if message["type"] == "websocket.receive" else None
+        if text is not None:
+            problem = engineio_packet_problem(text)
+            if problem is not None:
+                _malformed(guard, session, problem)
+                await send({"type": "websocket.close", "code": 1002})
+                # engineio ends the session as if the client had gone
+                return {"type": "websocket.disconnect", "code": 1002}
+        return message
+
+    await app(scope, checked_receive, watched_send)
 
 
 async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
@@ -98,7 +190,7 @@ async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
 
 
 async def _limited_body(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, limit: int
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, limit: int, guard: Guard
 ) -> None:
     """Read the body up to `limit` bytes (413 beyond it), then hand it to the app whole."""
     declared = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), None)
@@ -119,24 +211,48 @@ async def _limited_body(
         chunks.append(chunk)
         if not message.get("more_body"):
             break
+    body = b"".join(chunks)
+    problem = _payload_problem(body)
+    if problem is not None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        _malformed(guard, query.get("sid", [""])[0], problem)
+        await _respond(send, 400, "invalid_payload", "malformed Engine.IO payload")
+        return
     replayed = False
 
     async def replay() -> MutableMapping[str, Any]:
         nonlocal replayed
         if not replayed:
             replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
     await app(scope, replay, send)
 
 
+def _payload_problem(body: bytes) -> str | None:
+    """Why a long-polling body (packets separated by 0x1e) is malformed, or None."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    for packet in text.split("\x1e"):
+        problem = engineio_packet_problem(packet)
+        if problem is not None:
+            return problem
+    return None
+
+
 async def _too_large(send: Send) -> None:
-    body = json.dumps({"code": "invalid_payload", "message": "request body too large"}).encode()
+    await _respond(send, 413, "invalid_payload", "request body too large")
+
+
+async def _respond(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

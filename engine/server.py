@@ -19,11 +19,11 @@ from typing import Any
 import socketio
 from socketio import exceptions, packet
 
+from engine.fastpath import json_codec, prescan_packet
 from engine.guard import Guard, Peer
 from engine.monitoring import Monitor
 from engine.namespaces import BUILTIN_EVENTS, EngineNamespace
 from engine.policies.origin import OriginMatcher
-from engine.policies.payload import prescan_packet
 from engine.profile.model import Profile
 from engine.refusal import Refusal
 
@@ -66,6 +66,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             ping_timeout=server.ping_timeout_seconds,
             max_http_buffer_size=server.max_payload_bytes,
             cors_allowed_origins=cors_setting(server.allowed_origins),
+            json=json_codec(),
             http_compression=server.compression,
             compression_threshold=server.compression_threshold_bytes,
             logger=False,
@@ -109,6 +110,10 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         if session is not None:
             await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
             self.eio.sockets.pop(eio_sid, None)
+            # engineio's close() only queues a CLOSE packet, so a websocket stays open until
+            # the client closes it (a hostile one never does). None ends engineio's writer
+            # task, which closes the websocket; a long-poll GET just gets the CLOSE packet.
+            session.queue.put_nowait(None)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         timer = self._deadlines.pop(eio_sid, None)
@@ -119,6 +124,9 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self._check_idle()
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
+        session = self.eio.sockets.get(eio_sid)
+        if session is None or session.closed:
+            return  # frames still arriving on a session we closed are dropped unread
         peer = self.guard.peers.get(eio_sid)
         try:
             await self._dispatch(eio_sid, peer, data)
@@ -145,13 +153,17 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
                 if pkt.packet_type == packet.BINARY_EVENT:
                     await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
                 else:
+                    self._check_ack(eio_sid, pkt.namespace or "/", pkt.id, pkt.data)
                     await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
             return
         if not isinstance(data, str):
             raise Malformed("binary frame without a binary packet header")
         violation = prescan_packet(data, limits)
         if violation is not None:
-            await self._refuse_raw(eio_sid, data, f"{violation.reason} at {violation.path}")
+            reason = f"{violation.reason} at {violation.path}"
+            if violation.malformed:
+                raise Malformed(reason)
+            await self._refuse_raw(eio_sid, data, reason)
             return
         try:
             pkt = self.packet_class(encoded_packet=data)
@@ -219,10 +231,14 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
                 ),
             )
             return
-        timer = self._deadlines.pop(eio_sid, None)
-        if timer is not None:
-            timer.cancel()
         await super()._handle_connect(eio_sid, namespace, data)
+        peer = self.guard.peers.get(eio_sid)
+        if peer is not None and peer.namespaces:
+            # only an accepted CONNECT ends the deadline: a refused one must not let the
+            # session idle without a namespace until the ping timeout
+            timer = self._deadlines.pop(eio_sid, None)
+            if timer is not None:
+                timer.cancel()
 
     def admit(self, namespace: EngineNamespace, sid: str, environ: Any, auth: Any) -> Any:
         """Called by EngineNamespace on CONNECT; refusal becomes a `connect_error` envelope."""

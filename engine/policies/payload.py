@@ -21,7 +21,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["PayloadLimits", "Violation", "check", "prescan", "prescan_packet"]
@@ -38,6 +38,8 @@ class Violation:
     reason: str
     path: str
     code: str = "invalid_payload"
+    # not JSON at all (as opposed to JSON over a limit); implied by the reason, so not compared
+    malformed: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,19 +184,19 @@ def prescan(text: str, limits: PayloadLimits) -> Violation | None:
         if match is None:
             if not text[pos:].strip(" \t\n\r"):
                 break
-            return Violation("malformed JSON", _path(stack))
+            return Violation("malformed JSON", _path(stack), malformed=True)
         pos = match.end()
         kind = match.lastgroup
         if kind == "c":
             closing_object = text[pos - 1] == "}"
             if not stack or stack[-1][0] != closing_object:
-                return Violation("unbalanced brackets", _path(stack))
+                return Violation("unbalanced brackets", _path(stack), malformed=True)
             stack.pop()
             continue
         if kind == "q":
             end = _string_end(text, pos)
             if end == -1:
-                return Violation("unterminated string", _path(stack))
+                return Violation("unterminated string", _path(stack), malformed=True)
             start, pos = pos, end + 1
         if stack:
             top = stack[-1]
@@ -218,7 +220,7 @@ def prescan(text: str, limits: PayloadLimits) -> Violation | None:
                 if size is None or size > max_str:
                     return Violation(f"string longer than {max_str} characters", _path(stack))
             elif (token := match["b"]) in _NON_FINITE:
-                return Violation(f"{token} is not a JSON number", _path(stack))
+                return Violation(f"{token} is not a JSON number", _path(stack), malformed=True)
             if not stack:
                 continue
             top = stack[-1]
@@ -242,7 +244,7 @@ def prescan(text: str, limits: PayloadLimits) -> Violation | None:
                 return Violation(f"nesting deeper than {max_depth}", _path(stack))
             stack.append([text[pos - 1] == "{", 0, None])
     if stack:
-        return Violation("unbalanced brackets", _path(stack))
+        return Violation("unbalanced brackets", _path(stack), malformed=True)
     return None
 
 
@@ -259,7 +261,7 @@ def prescan_packet(text: str, limits: PayloadLimits) -> Violation | None:
         return Violation(f"payload exceeds {limits.max_bytes} bytes", "$")
     header = _PACKET_HEADER.match(text)
     if header is None:
-        return Violation("not a Socket.IO packet", "$")
+        return Violation("not a Socket.IO packet", "$", malformed=True)
     announced = header["attachments"]
     if announced is not None:
         if not limits.allow_binary:

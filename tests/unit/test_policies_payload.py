@@ -133,3 +133,30 @@ def test_large_flat_containers_are_counted_exactly(size: int) -> None:
         else:
             assert violation is not None
             assert violation.reason.endswith(("more than 1000 elements", "more than 1000 keys"))
+
+
+@pytest.mark.parametrize(
+    ("packet", "malformed"),
+    [
+        ('42["x"', True),
+        ('42["x",NaN]', True),
+        ('42["x"]]', True),
+        ('42["x", "unterminated]', True),
+        ("x", True),
+        ('42["x",' + "[" * 40 + "]" * 40 + "]", False),
+    ],
+)
+def test_not_json_is_told_apart_from_over_limit(packet: str, malformed: bool) -> None:
+    limits = PayloadLimits(
+        max_bytes=10_000,
+        max_depth=8,
+        max_keys=10,
+        max_array_length=10,
+        max_string_length=100,
+        allow_binary=True,
+        max_attachments=1,
+        max_attachment_bytes=100,
+    )
+    violation = prescan_packet(packet, limits)
+    assert violation is not None
+    assert violation.malformed is malformed
