@@ -12,10 +12,7 @@ import engine.namespaces
 class EchoNamespace(socketio.AsyncNamespace):
     """A plain python-socketio namespace class, plugged in unchanged."""
 
-    connected: list[str] = []
-
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        EchoNamespace.connected.append(sid)
         await self.emit("welcome", {"sid": sid}, to=sid)
 
     async def on_echo(self, sid: str, data: Any) -> Any:
