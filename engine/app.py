@@ -7,6 +7,8 @@ from typing import Any
 
 import socketio
 
+from engine.fastpath import install_socket
+from engine.hardening import handshake_gate, install_frame_limit, set_websocket_compression
 from engine.http_routes import (
     ASGIApp,
     DashboardRoutes,
@@ -21,7 +23,6 @@ from engine.http_routes import (
     metrics_binds,
     metrics_routes,
 )
-from engine.hardening import handshake_gate, install_frame_limit
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
 from engine.profile.model import Profile
@@ -108,6 +109,8 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         sio, other_asgi_app=engine.http, socketio_path=profile.server.path.strip("/")
     )
     install_frame_limit()
+    install_socket()
+    set_websocket_compression(profile.server.websocket_compression)
     engine.app = handshake_gate(
         socketio_app, sio.guard, profile.server.path, profile.server.max_payload_bytes
     )

@@ -98,6 +98,7 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if room is not None:
                 await self.enter_room(sid, room)
         self.client_rooms[sid] = set()
+        self.server.monitor.connection_opened(self.spec.name)
         return None
 
     async def _user_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> Any:

@@ -22,7 +22,11 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from engine.app import Engine, build_app
+from engine.fastpath import tune_gc
+from engine.http_routes import Router
 from engine.lifecycle import Lifecycle, Phase
+from engine.monitoring import Monitor
+from engine.monitoring.sinks.prometheus import parse_bind as parse_metrics_bind
 from engine.profile.model import Profile
 
 log = logging.getLogger("engine")
@@ -73,6 +77,7 @@ class Running:
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     drain_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     signals_received: int = 0
+    metrics_urls: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -114,9 +119,13 @@ async def serve(
     host, port = parse_bind(bind) if bind else (profile.server.host, profile.server.port)
     lifecycle = Lifecycle()
     engine = build_app(profile, lifecycle)
+    tune_gc(profile.server.gc_threshold_objects)
+    monitor = engine.monitor
     sock = open_listener(host, port, profile.server.listen_backlog)
     running = Running(engine, host, sock.getsockname()[1])
     config = hypercorn_config(profile, sock.detach())
+    metrics = [_metrics_listener(bind, app) for bind, app in engine.metrics_listeners.items()]
+    running.metrics_urls = {bind: url for bind, url, _, _ in metrics}
     hypercorn_stop = anyio.Event()
     assert engine.app is not None
 
@@ -125,25 +134,62 @@ async def serve(
     for signum in handled:
         loop.add_signal_handler(signum, running.on_signal, signum)
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_drain_on_stop, running, hypercorn_stop)
-            lifecycle.advance(Phase.SERVING)
-            log.info(summary(running))
-            task_status.started(running)
-            app: Any = engine.app  # hypercorn types ASGI with its own TypedDicts
-            await hypercorn_serve(app, config, shutdown_trigger=hypercorn_stop.wait, mode="asgi")
-            running.stop()  # hypercorn may also end on its own (listener error)
+        async with anyio.create_task_group() as background:
+            monitor_scope = anyio.CancelScope()
+            background.start_soon(_run_monitor, monitor, monitor_scope)
+            monitor.lifecycle("started", bind=f"{running.host}:{running.port}")
+            for _, _, app, metrics_config in metrics:
+                background.start_soon(_serve_asgi, app, metrics_config, hypercorn_stop)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_drain_on_stop, running, hypercorn_stop)
+                lifecycle.advance(Phase.SERVING)
+                monitor.lifecycle("ready")
+                log.info(summary(running))
+                task_status.started(running)
+                await _serve_asgi(engine.app, config, hypercorn_stop)
+                running.stop()  # hypercorn may also end on its own (listener error)
+            lifecycle.advance(Phase.STOPPED)
+            monitor.lifecycle("stopped")
+            hypercorn_stop.set()  # also ends the metrics listeners
+            monitor_scope.cancel()  # Monitor.run flushes its sinks when cancelled
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-    lifecycle.advance(Phase.STOPPED)
+        lifecycle.advance(Phase.STOPPED)
+        await monitor.aclose()
     log.info("engine stopped")
+
+
+async def _serve_asgi(app: Any, config: Config, stop: anyio.Event) -> None:
+    """hypercorn on `config` until `stop` (hypercorn types ASGI with its own TypedDicts)."""
+    await hypercorn_serve(app, config, shutdown_trigger=stop.wait, mode="asgi")
+
+
+async def _run_monitor(monitor: Monitor, scope: anyio.CancelScope) -> None:
+    with scope:
+        await monitor.run()
+
+
+def _metrics_listener(bind: str, app: Router) -> tuple[str, str, Router, Config]:
+    """A separate plain-HTTP listener for prometheus sinks with `bind`: (bind, url, app, config)."""
+    host, port = parse_metrics_bind(bind)
+    sock = open_listener(host, port, 128)
+    actual = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.include_server_header = False
+    config.graceful_timeout = 1.0
+    config.accesslog = None
+    config.errorlog = logging.getLogger("engine.http")
+    url_host = f"[{host}]" if ":" in host else host
+    return bind, f"http://{url_host}:{actual}", app, config
 
 
 async def _drain_on_stop(running: Running, hypercorn_stop: anyio.Event) -> None:
     engine = running.engine
     await running.stop_requested.wait()
     engine.lifecycle.advance(Phase.DRAINING)
+    engine.monitor.lifecycle("draining", sessions=len(engine.sio.eio.sockets))
     log.info("engine draining: closing %d sessions", len(engine.sio.eio.sockets))
     with running.drain_scope:
         running.drain_scope.deadline = (

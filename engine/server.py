@@ -76,6 +76,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.profile = profile
         self.monitor = monitor
         self.guard = Guard(profile, monitor)
+        monitor.add_refresher(self.snapshot_rooms)
         self.draining = False
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
@@ -362,6 +363,19 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             return callback(*args)
 
         return acknowledged
+
+    def snapshot_rooms(self) -> None:
+        """Room sizes for the monitor; python-socketio's own sid rooms are left out."""
+        for namespace in self.engine_namespaces:
+            rooms = self.manager.rooms.get(namespace, {})
+            self.monitor.set_rooms(
+                namespace,
+                {
+                    room: len(members)
+                    for room, members in rooms.items()
+                    if room is not None and room not in members
+                },
+            )
 
     # -- draining ----------------------------------------------------------------------------
 

@@ -21,13 +21,18 @@ def _template(name: str) -> str:
     return resources.files("engine.monitoring").joinpath(name).read_text(encoding="utf-8")
 
 
-def dashboard_html(stats_path: str) -> bytes:
+def _js_string(value: str) -> str:
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def dashboard_html(stats_path: str, login_path: str = "login") -> bytes:
     """The self-contained dashboard page, polling ``stats_path``.
 
     :param stats_path: URL path of the stats JSON (``[monitoring.dashboard] stats_path``).
+    :param login_path: where the "log in" link points when the stats request is refused.
     """
-    literal = json.dumps(stats_path).replace("<", "\\u003c").replace(">", "\\u003e")
-    page = _template("dashboard.html").replace('"__STATS_PATH__"', literal, 1)
+    page = _template("dashboard.html").replace('"__STATS_PATH__"', _js_string(stats_path), 1)
+    page = page.replace('"__LOGIN_PATH__"', _js_string(login_path), 1)
     return page.encode("utf-8")
 
 

@@ -248,6 +248,22 @@ class Monitor:
         self._aggregate = bool(self._by_stream["metrics"])
         self._last_metrics_flush = now
         self._closed = False
+        self._refreshers: list[Callable[[], None]] = []
+
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """Register a snapshot (rooms, say) to take just before metrics or stats are read.
+
+        State that is cheap to read on demand but costly to track on every change is
+        pulled this way instead of pushed.
+        """
+        self._refreshers.append(refresh)
+
+    def _refresh(self) -> None:
+        for refresh in self._refreshers:
+            try:
+                refresh()
+            except Exception:
+                _log.exception("monitoring refresher failed")
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -566,6 +582,10 @@ class Monitor:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def now(self) -> float:
+        """The monitor's clock (pass it to :meth:`health` and :meth:`stats`)."""
+        return self._clock()
+
     def _window(self, now: float, seconds: float) -> list[_Sample]:
         cutoff = int(now) - seconds
         out: list[_Sample] = []
@@ -594,6 +614,7 @@ class Monitor:
     @_never_raises(default={"error": "monitoring failed to build stats"})
     def stats(self, now: float) -> dict[str, object]:
         """The JSON document served at the dashboard's stats path."""
+        self._refresh()
         cur = self._roll(now)
         opts = self.options
         report = assess(self._health_inputs(now), opts.health)
@@ -660,6 +681,7 @@ class Monitor:
 
     def render_prometheus(self) -> tuple[bytes, str]:
         """Prometheus text exposition of this monitor's registry: ``(body, content_type)``."""
+        self._refresh()
         try:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         except Exception:

@@ -350,3 +350,77 @@ async def test_security_events_are_logged_as_json(
     assert event["ip"] == "127.0.0.1"
     assert event["policy"] == "auth"
     assert "garbage" not in records[0].getMessage()
+
+
+CAPS_PROFILE = """
+[engine]
+name = "caps"
+environment = "development"
+
+[server]
+trusted_proxies = ["127.0.0.1/32"]
+
+[auth]
+type = "token"
+allow_anonymous = true
+
+[auth.token]
+tokens = [{ token = "carol-token-0001", user_id = "carol" }]
+
+[security.rate_limits]
+events_per_user = { rate_per_second = 0.001, burst = 3 }
+
+[security.abuse]
+strikes = 100
+deny_cidrs = ["10.66.0.0/16"]
+
+[security.connections]
+max_per_ip = 2
+
+[namespaces."/"]
+handler = "tests.handlers:EchoNamespace"
+
+[namespaces."/".events.echo]
+
+[namespaces."/".events.hasty]
+rate_limit = { rate_per_second = 0.001, burst = 1, action = "disconnect" }
+"""
+
+
+async def test_deny_list_ip_cap_user_limit_and_disconnect_action(
+    write_profile: Callable[..., Path],
+) -> None:
+    async with serving(write_profile(CAPS_PROFILE)) as running:
+        url = running.url
+        async with httpx.AsyncClient() as http:
+            denied = await http.get(
+                f"{url}/socket.io/?EIO=4&transport=polling",
+                headers={"X-Forwarded-For": "10.66.1.2"},
+            )
+        assert denied.status_code == 403
+        assert denied.json()["code"] == "forbidden"
+
+        ip = {"X-Forwarded-For": "10.1.2.3"}
+        first = await connected(url, headers=ip)
+        second = await connected(url, headers=ip)
+        third = await refused(url, headers=ip)
+        assert third["code"] == "too_many_connections"
+        await second.disconnect()
+        # the cap counts live connections: a slot frees up when one leaves
+        replacement = await connected(url, headers=ip)
+
+        # events_per_user spans the user's connections
+        carol_a = await connected(url, auth={"token": "carol-token-0001"})
+        carol_b = await connected(url, auth={"token": "carol-token-0001"})
+        results = [await c.call("echo", i, timeout=5) for i, c in enumerate([carol_a, carol_b] * 2)]
+        assert results[:3] == [0, 1, 2]
+        assert results[3]["error"]["code"] == "rate_limited"
+
+        gone = anyio.Event()
+        first.on("disconnect", lambda *args: gone.set())
+        assert await first.call("hasty", 1, timeout=5) is None  # no handler: no value
+        await first.emit("hasty", 2)
+        with anyio.fail_after(5):
+            await gone.wait()
+        for client in (replacement, carol_a, carol_b):
+            await client.disconnect()

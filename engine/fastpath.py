@@ -1,0 +1,264 @@
+"""Hot-path replacements that keep the wire protocol exactly as python-engineio speaks it.
+
+- :func:`prescan_packet`: the payload prescan, skipped when counting characters proves that no
+  structural limit can be exceeded (the full prescan runs otherwise).
+- :class:`FastSocket`: python-engineio's ``AsyncSocket`` whose websocket loop waits for frames
+  and for outgoing packets under one re-armed deadline timer per connection, instead of an
+  ``asyncio.wait_for`` (a task plus a timer) per frame received and per batch sent. Same
+  timeouts (``ping_interval + ping_timeout`` for each wait), same upgrade from polling, same
+  close sequence.
+- :func:`tune_gc`: freeze what start-up allocated and set the youngest generation's threshold.
+
+``ENGINE_FASTPATH_DISABLE`` (comma-separated: ``codec``, ``prescan``, ``socket``, ``all``) turns
+parts off, for measuring what each one buys (docs/performance.md); it is not a profile option
+because none of them changes behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from typing import Any
+
+from engineio import async_socket, exceptions, packet
+
+from engine.policies.payload import PayloadLimits, Violation
+from engine.policies.payload import prescan_packet as full_prescan_packet
+
+DISABLED = frozenset(
+    part.strip() for part in os.environ.get("ENGINE_FASTPATH_DISABLE", "").split(",") if part
+)
+
+
+def enabled(part: str) -> bool:
+    return part not in DISABLED and "all" not in DISABLED
+
+
+def json_codec() -> Any:
+    """The ``json=`` argument of ``socketio.AsyncServer``: engine.codec, or None (stdlib)."""
+    if not enabled("codec"):
+        return None
+    from engine import codec
+
+    return codec
+
+
+def _prescan_fast(text: str, limits: PayloadLimits) -> Violation | None:
+    """No structural limit can be exceeded by ``text``: skip the token walk.
+
+    Every nested container needs a ``{`` or ``[``, every key or element after the first a ``,``,
+    and no decoded string is longer than the text, nor the text more than 4 bytes per character
+    in UTF-8. Malformed text and ``NaN``/``Infinity`` are then refused by the decoder
+    (engine.codec), which the caller runs next. Binary packets (attachment counts) take the
+    full path.
+    """
+    n = len(text)
+    if (
+        n <= limits.max_string_length
+        and 4 * n <= limits.max_bytes
+        and text[:1] not in ("5", "6")
+        and text.count("{") + text.count("[") <= limits.max_depth
+        and text.count(",") + 1 <= min(limits.max_keys, limits.max_array_length)
+    ):
+        if not text[:1].isdigit():
+            return Violation("not a Socket.IO packet", "$")
+        return None
+    return full_prescan_packet(text, limits)
+
+
+prescan_packet = _prescan_fast if enabled("prescan") and enabled("codec") else full_prescan_packet
+
+
+def tune_gc(threshold_objects: int) -> None:
+    """After start-up: move every live object out of the collector's sight, then set the
+    youngest generation's threshold (older generations keep CPython's defaults)."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(threshold_objects, gen1, gen2)
+
+
+class _Deadline:
+    """Cancel ``task`` when one wait (``start()`` .. ``stop()``) lasts ``timeout`` seconds.
+
+    One timer handle per connection, re-armed only when it fires: a frame received costs two
+    attribute writes instead of ``asyncio.wait_for``'s task, timer and callbacks.
+    """
+
+    __slots__ = ("fired", "handle", "loop", "since", "task", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.timeout = timeout
+        self.since: float | None = None
+        self.handle: asyncio.TimerHandle | None = None
+        self.fired = False
+
+    def start(self) -> None:
+        self.since = now = self.loop.time()
+        if self.handle is None:
+            self.handle = self.loop.call_at(now + self.timeout, self._check)
+
+    def stop(self) -> None:
+        self.since = None
+
+    def _check(self) -> None:
+        self.handle = None
+        if self.since is None:
+            return  # not waiting: the next start() arms the timer again
+        due = self.since + self.timeout
+        if self.loop.time() >= due:
+            self.fired = True
+            if self.task is not None:
+                self.task.cancel()
+        else:
+            self.handle = self.loop.call_at(due, self._check)
+
+    def timed_out(self) -> bool:
+        """After a CancelledError: True (and the cancellation withdrawn) if this timer did it."""
+        if self.fired and self.task is not None:
+            self.fired = False
+            self.task.uncancel()
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+    """python-engineio's AsyncSocket with a cheaper websocket loop (same protocol)."""
+
+    async def _websocket_handler(self, ws: Any) -> Any:
+        """Engine.IO handler for the websocket transport (python-engineio 4.x semantics)."""
+        server = self.server
+        timeout = server.ping_interval + server.ping_timeout
+
+        async def websocket_wait() -> Any:
+            data = await ws.wait()
+            if data and len(data) > server.max_http_buffer_size:
+                raise ValueError("packet is too large")
+            return data
+
+        if self.connected:  # type: ignore[has-type]
+            # the socket was already connected, so this is an upgrade
+            self.upgrading = True  # hold packet sends during the upgrade
+            try:
+                pkt = await websocket_wait()
+            except OSError:  # pragma: no cover
+                return None
+            decoded_pkt = packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != packet.PING or decoded_pkt.data != "probe":
+                server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
+                self.upgrading = False
+                return None
+            await ws.send(packet.Packet(packet.PONG, data="probe").encode())
+            await self.queue.put(packet.Packet(packet.NOOP))  # end poll
+            try:
+                pkt = await websocket_wait()
+            except OSError:  # pragma: no cover
+                self.upgrading = False
+                return None
+            decoded_pkt = packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != packet.UPGRADE:
+                self.upgraded = False
+                server.logger.info(
+                    "%s: Failed websocket upgrade, expected UPGRADE packet, received %s instead.",
+                    self.sid,
+                    pkt,
+                )
+                self.upgrading = False
+                return None
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+
+        queue = self.queue
+
+        async def writer() -> None:
+            deadline = _Deadline(timeout)
+            try:
+                while True:
+                    # engineio's poll(): wait up to `timeout` for a packet, then drain the queue
+                    deadline.start()
+                    try:
+                        first = await queue.get()
+                    except asyncio.CancelledError:
+                        deadline.timed_out()
+                        break
+                    finally:
+                        deadline.stop()
+                    queue.task_done()
+                    if first is None:
+                        break
+                    packets = [first]
+                    while True:
+                        try:
+                            pkt = queue.get_nowait()
+                        except asyncio.QueueEmpty:
+                            break
+                        queue.task_done()
+                        if pkt is None:
+                            queue.put_nowait(None)
+                            break
+                        packets.append(pkt)
+                    try:
+                        for pkt in packets:
+                            await ws.send(pkt.encode())
+                    except BaseException:
+                        break
+            finally:
+                deadline.close()
+            await ws.close()
+
+        writer_task = asyncio.ensure_future(writer())
+
+        server.logger.info("%s: Upgrade to websocket successful", self.sid)
+
+        deadline = _Deadline(timeout)
+        try:
+            while True:
+                deadline.start()
+                try:
+                    p = await websocket_wait()
+                except asyncio.CancelledError:
+                    deadline.timed_out()
+                    break
+                except BaseException:
+                    break
+                finally:
+                    deadline.stop()
+                if p is None:
+                    # connection closed by client
+                    break
+                pkt = packet.Packet(encoded_packet=p)
+                try:
+                    await self.receive(pkt)
+                except exceptions.UnknownPacketError:  # pragma: no cover
+                    pass
+                except exceptions.SocketIsClosedError:  # pragma: no cover
+                    server.logger.info("Receive error -- socket is closed")
+                    break
+                except BaseException:  # pragma: no cover (as engineio: bare except)
+                    # if we get an unexpected exception we log the error and exit
+                    # the connection properly
+                    server.logger.exception("Unknown receive error")
+        finally:
+            deadline.close()
+
+        await queue.put(None)  # unlock the writer task so it can exit
+        await writer_task
+        await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        return None
+
+
+def install_socket() -> None:
+    """Make python-engineio create FastSocket sessions (process-wide; idempotent)."""
+    if enabled("socket"):
+        async_socket.AsyncSocket = FastSocket
