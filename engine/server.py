@@ -86,6 +86,17 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             namespace = EngineNamespace(spec)
             self.register_namespace(namespace)
             self.engine_namespaces[name] = namespace
+        admin = profile.monitoring.admin_ui
+        self.admin_ui_namespace: str | None = None
+        if admin.enabled:
+            # the official Socket.IO Admin UI, through python-socketio's own instrumentation
+            self.admin_ui_namespace = admin.namespace
+            self.instrument(
+                auth={"username": admin.username, "password": admin.password},
+                mode=admin.mode,
+                read_only=admin.read_only,
+                namespace=admin.namespace,
+            )
 
     # -- Engine.IO sessions ------------------------------------------------------------------
 
@@ -223,7 +234,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         name = namespace or "/"
-        if name not in self.engine_namespaces:
+        if name not in self.engine_namespaces and name != self.admin_ui_namespace:
             self.monitor.connect_refused(name, INVALID_NAMESPACE.code)
             await self._send_packet(
                 eio_sid,
@@ -277,7 +288,10 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         namespace: str,
         id: int | None,
     ) -> None:
-        handler = self.engine_namespaces[namespace]
+        handler = self.engine_namespaces.get(namespace)
+        if handler is None:  # the Admin UI's namespace: python-socketio's own handler
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+            return
         event, args = data[0], data[1:]
         member = self.guard.member(namespace, sid)
         self.in_flight += 1

@@ -87,30 +87,34 @@ class DashboardOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AdminUIOptions:
-    """``[monitoring.admin_ui]``: login-protected admin pages.
+    """``[monitoring.admin_ui]``: the official Socket.IO Admin UI, via python-socketio's
+    ``instrument()``.
 
-    :param enabled: serve the admin UI.
-    :param path: base path.
+    :param enabled: serve the Admin UI namespace.
+    :param namespace: the namespace the Admin UI connects to.
     :param username: login name.
-    :param password: login password (secret).
-    :param session_ttl_seconds: lifetime of an admin session cookie.
+    :param password: login password (secret; required when enabled).
+    :param read_only: hide the Admin UI's actions.
+    :param mode: ``production`` sends less detail.
     """
 
     enabled: bool = False
-    path: str = "/engine/admin"
+    namespace: str = "/socketio-admin"
     username: str = "admin"
     password: str | None = field(default=None, repr=False)
-    session_ttl_seconds: float = 3600.0
+    read_only: bool = True
+    mode: str = "production"
 
     @classmethod
     def from_profile(cls, mapping: Mapping[str, object]) -> AdminUIOptions:
         """Build from ``[monitoring.admin_ui]``."""
         return cls(
             enabled=_bool(mapping, "enabled", False),
-            path=_str(mapping, "path", "/engine/admin"),
+            namespace=_str(mapping, "namespace", "/socketio-admin"),
             username=_str(mapping, "username", "admin"),
             password=_opt_str(mapping, "password"),
-            session_ttl_seconds=_number(mapping, "session_ttl_seconds", 3600.0),
+            read_only=_bool(mapping, "read_only", True),
+            mode=_str(mapping, "mode", "production"),
         )
 
 

@@ -203,7 +203,35 @@ def handler_problem(target: str) -> str | None:
     return None
 
 
-CHECKS: tuple[Check, ...] = (check_ping, check_namespaces, check_server, check_risks)
+def check_admin_ui(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    admin = data["monitoring"]["admin_ui"]
+    if not admin["enabled"]:
+        return []
+    out = []
+    if "password" not in admin:
+        out.append(
+            loaded.diagnostic(
+                ("monitoring", "admin_ui"), "the Admin UI is enabled without a password"
+            )
+        )
+    if admin["namespace"] in data["namespaces"]:
+        out.append(
+            loaded.diagnostic(
+                ("monitoring", "admin_ui", "namespace"),
+                "the Admin UI namespace is also a declared namespace",
+                got=repr(admin["namespace"]),
+            )
+        )
+    return out
+
+
+CHECKS: tuple[Check, ...] = (
+    check_ping,
+    check_namespaces,
+    check_server,
+    check_risks,
+    check_admin_ui,
+)
 
 
 def run(loaded: Loaded, *, check_env: bool = False) -> list[Diagnostic]:

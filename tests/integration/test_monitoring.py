@@ -15,7 +15,7 @@ import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.serve import Running
-from tests.conftest import serving
+from tests.conftest import release, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -425,3 +425,51 @@ async def test_jsonl_sink_receives_lifecycle(
     security = [line for line in lines if line["stream"] == "security"]
     assert [s["type"] for s in security] == ["admin_login_failed"]
     assert "guess" not in path.read_text()
+
+
+ADMIN_UI_PROFILE = """
+[engine]
+name = "adminui"
+environment = "development"
+
+[namespaces."/"]
+handler = "tests.handlers:EchoNamespace"
+
+[monitoring.admin_ui]
+enabled = true
+namespace = "/socketio-admin"
+username = "ops"
+password = "${ADMIN_UI_PASSWORD}"
+"""
+
+
+async def test_official_admin_ui_namespace_with_its_own_credentials(
+    write_profile: Callable[..., Path],
+) -> None:
+    env = {"ADMIN_UI_PASSWORD": "correct-horse-battery"}
+    async with serving(write_profile(ADMIN_UI_PROFILE), env) as running:
+        wrong = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await wrong.connect(
+                running.url,
+                namespaces=["/socketio-admin"],
+                auth={"username": "ops", "password": "guess-guess-guess"},
+                wait_timeout=5,
+            )
+        await release(wrong)
+        admin = socketio.AsyncClient(reconnection=False)
+        got_stats = anyio.Event()
+        admin.on("server_stats", lambda *args: got_stats.set(), namespace="/socketio-admin")
+        await admin.connect(
+            running.url,
+            namespaces=["/socketio-admin"],
+            auth={"username": "ops", "password": "correct-horse-battery"},
+            wait_timeout=5,
+        )
+        with anyio.fail_after(10):
+            await got_stats.wait()
+        user = socketio.AsyncClient(reconnection=False)
+        await user.connect(running.url, wait_timeout=5)
+        assert await user.call("echo", "still served", timeout=5) == "still served"
+        await user.disconnect()
+        await admin.disconnect()
