@@ -26,7 +26,7 @@ from engine.policies.access import Identity, decide_connect, decide_event
 from engine.policies.connections import ConnectionCounts
 from engine.policies.decision import Deny
 from engine.policies.payload import check as check_payload
-from engine.policies.rate_limit import KeyedLimiter, KeyedLimiterOptions
+from engine.policies.rate_limit import KeyedLimiter, KeyedLimiterOptions, TokenBucket
 from engine.profile.model import NamespaceSpec, Profile, RateLimit
 from engine.refusal import Refusal
 
@@ -95,6 +95,11 @@ class Guard:
                 if limiter is not None:
                     self.per_event[(spec.name, event.name)] = limiter
         self.abuse = AbuseLedger(security.abuse) if security.abuse is not None else None
+        # a flood must not become a log flood: per (type, ip), 5 lines at once, then 1/s
+        self.log_budget = KeyedLimiter(
+            KeyedLimiterOptions(bucket=TokenBucket(rate_per_second=1.0, burst=5), max_keys=10_000)
+        )
+        self.log_suppressed: dict[str, int] = {}
         self.counts = ConnectionCounts()
         self.peers: dict[str, Peer] = {}
         self.members: dict[tuple[str, str], Member] = {}
@@ -132,6 +137,15 @@ class Guard:
         }
         self.monitor.policy_decision(policy, "deny")
         self.monitor.security_event(event)
+        key = f"{kind}|{ip}"
+        if not self.log_budget.take(key, self.clock()).allowed:
+            if len(self.log_suppressed) >= 10_000:
+                self.log_suppressed.clear()  # counts are a courtesy; memory is not
+            self.log_suppressed[key] = self.log_suppressed.get(key, 0) + 1
+            return
+        suppressed = self.log_suppressed.pop(key, 0)
+        if suppressed:
+            event["suppressed_before"] = suppressed
         security_log.warning(json.dumps(event, sort_keys=True, default=str))
 
     # -- strikes and bans --------------------------------------------------------------------
