@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -41,6 +42,7 @@ LOADGEN = BENCH / "loadgen" / "loadgen.js"
 CHECK_PROTOCOL = BENCH / "loadgen" / "check_protocol.js"
 RESULTS = BENCH / "results"
 JWT_SECRET_DEFAULT = "bench-only-secret-not-for-production-0123456789abcdef"
+ADMIN_TOKEN_DEFAULT = "bench-only-admin-token-0123456789"
 LOADGEN_CPU_LIMIT = 0.90  # fraction of one core above which the generator is the bottleneck
 READY_TIMEOUT_S = 30.0
 FOREIGN_LOAD_LIMIT = 0.15  # busy share of a benchmark CPU from other processes -> warning
@@ -331,7 +333,7 @@ class Server:
             self.proc = subprocess.Popen(
                 self.argv,
                 cwd=ROOT,
-                env=env,
+                env={**env, **target.env},
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
@@ -444,6 +446,10 @@ def run_loadgen(
             proc.wait()
         finally:
             killer.cancel()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
     marks["end"] = sample(server_pid)
     if result is None:
         tail = err_path.read_text(errors="replace")[-2000:]
@@ -730,6 +736,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="do not offer permessage-deflate (socket.io-client offers it)",
     )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=BASE:KEY=VALUE[,KEY=VALUE]",
+        help="an extra target: BASE's server with extra environment variables (knob A/B runs)",
+    )
     p.add_argument("--results-dir", default=str(RESULTS))
     p.add_argument(
         "--no-protocol-check",
@@ -741,6 +754,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    for item in args.variant:
+        name, _, spec = item.partition("=")
+        base, _, assignments = spec.partition(":")
+        if not name or base not in TARGETS:
+            print(f"--variant {item!r}: expected NAME=BASE:KEY=VALUE,...", file=sys.stderr)
+            return 2
+        extra = dict(a.split("=", 1) for a in assignments.split(",") if "=" in a)
+        TARGETS[name] = dataclasses.replace(
+            TARGETS[base], name=name, env={**TARGETS[base].env, **extra}
+        )
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for t in targets:
@@ -796,9 +819,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.sched_setaffinity(0, loadgen_cpus)  # keep the orchestrator off the server's CPU
     env = dict(os.environ)
     env.setdefault("ENGINE_JWT_SECRET", JWT_SECRET_DEFAULT)
+    env.setdefault("ENGINE_ADMIN_TOKEN", ADMIN_TOKEN_DEFAULT)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     logdir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    # production.toml's security JSONL sink defaults to /var/log/engine: keep it with the logs
+    env.setdefault("ENGINE_SECURITY_LOG", str(logdir / "security.jsonl"))
     started = dt.datetime.now(dt.UTC)
     print(
         f"{mode} run: targets {','.join(targets)}; scenarios {','.join(scenarios)}; "
