@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from engine.auth import _options as opt
 from engine.auth._options import AuthConfigError
@@ -91,6 +91,39 @@ class Identity:
 
 
 ANONYMOUS: Final = Identity(user_id=None)
+
+
+def identity_from_claims(
+    claims: Mapping[str, Any],
+    user_key: str,
+    roles_key: str,
+    *,
+    via: Via,
+    cookie_authenticated: bool,
+) -> Identity | None:
+    """The identity verified claims describe, or None when they are not usable.
+
+    The user id must be a non-empty string or an integer (not a boolean); roles a list of
+    strings or one space-separated string (OAuth's `scope` style). Shared by every
+    authenticator that reads identities out of claims (jwt, session).
+    """
+    user_id = claims.get(user_key)
+    if isinstance(user_id, bool) or not isinstance(user_id, str | int) or user_id == "":
+        return None
+    roles_value = claims.get(roles_key, [])
+    if isinstance(roles_value, str):
+        roles = frozenset(roles_value.split())
+    elif isinstance(roles_value, list | tuple) and all(isinstance(r, str) for r in roles_value):
+        roles = frozenset(roles_value)
+    else:
+        return None
+    return Identity(
+        user_id=str(user_id),
+        roles=roles,
+        claims=MappingProxyType(dict(claims)),
+        via=via,
+        cookie_authenticated=cookie_authenticated,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 import jwt
@@ -31,6 +30,7 @@ from engine.auth.base import (
     Credentials,
     Identity,
     extract_credential,
+    identity_from_claims,
 )
 
 __all__ = ["HMAC_ALGORITHMS", "PUBLIC_KEY_ALGORITHMS", "JwtAuthenticator", "JwtOptions"]
@@ -363,20 +363,11 @@ class JwtAuthenticator:
         refused = self._check_times(payload, now)
         if refused is not None:
             return refused
-        user_id = payload.get(options.user_id_claim)
-        if isinstance(user_id, bool) or not isinstance(user_id, str | int) or user_id == "":
-            return INVALID_TOKEN
-        roles_value = payload.get(options.roles_claim, [])
-        if isinstance(roles_value, str):
-            roles = frozenset(roles_value.split())
-        elif isinstance(roles_value, list) and all(isinstance(r, str) for r in roles_value):
-            roles = frozenset(roles_value)
-        else:
-            return INVALID_TOKEN
-        return Identity(
-            user_id=str(user_id),
-            roles=roles,
-            claims=MappingProxyType(payload),
+        identity = identity_from_claims(
+            payload,
+            options.user_id_claim,
+            options.roles_claim,
             via="jwt",
             cookie_authenticated=found.from_cookie,
         )
+        return INVALID_TOKEN if identity is None else identity

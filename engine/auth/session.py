@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -30,6 +29,7 @@ from engine.auth.base import (
     AuthFailure,
     Credentials,
     Identity,
+    identity_from_claims,
 )
 
 __all__ = ["SessionAuthenticator", "SessionOptions", "TaggedJSON"]
@@ -210,19 +210,7 @@ class SessionAuthenticator:
         user_id = data.get(options.user_id_key)
         if user_id is None:
             return self._missing()
-        if isinstance(user_id, bool) or not isinstance(user_id, str | int) or user_id == "":
-            return INVALID_SESSION
-        roles_value = data.get(options.roles_key, [])
-        if isinstance(roles_value, str):
-            roles = frozenset(roles_value.split())
-        elif isinstance(roles_value, list | tuple) and all(isinstance(r, str) for r in roles_value):
-            roles = frozenset(roles_value)
-        else:
-            return INVALID_SESSION
-        return Identity(
-            user_id=str(user_id),
-            roles=roles,
-            claims=MappingProxyType(data),
-            via="session",
-            cookie_authenticated=True,
+        identity = identity_from_claims(
+            data, options.user_id_key, options.roles_key, via="session", cookie_authenticated=True
         )
+        return INVALID_SESSION if identity is None else identity
