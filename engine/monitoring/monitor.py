@@ -218,6 +218,7 @@ class Monitor:
         self._types = _Capped()
         self._refused_codes = _Capped()
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._build_metrics()
 
         now = clock()
@@ -343,6 +344,16 @@ class Monitor:
 
     # -- label bounding ----------------------------------------------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """A labelled child, cached: prometheus_client's ``labels()`` locks and allocates on
+        every call, which shows up at thousands of events a second. Label values are capped,
+        so the cache is bounded."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def _ns(self, namespace: str) -> str:
         return namespace if namespace in self._namespaces else OTHER
 
@@ -420,8 +431,8 @@ class Monitor:
         self._now()
         ns = self._ns(namespace)
         self._connections[ns] = self._connections.get(ns, 0) + 1
-        self._m_connections.labels(ns).inc()
-        self._m_connects.labels(ns).inc()
+        self._child(self._m_connections, ns).inc()
+        self._child(self._m_connects, ns).inc()
         if self._aggregate:
             self._count("engine_connects_total", (("namespace", ns),))
 
@@ -434,8 +445,8 @@ class Monitor:
         open_now = self._connections.get(ns, 0)
         if open_now > 0:
             self._connections[ns] = open_now - 1
-            self._m_connections.labels(ns).dec()
-        self._m_disconnects.labels(ns, why).inc()
+            self._child(self._m_connections, ns).dec()
+        self._child(self._m_disconnects, ns, why).inc()
         if self._aggregate:
             self._count("engine_disconnects_total", (("namespace", ns), ("reason", why)))
 
@@ -445,7 +456,7 @@ class Monitor:
         self._now()
         ns = self._ns(namespace)
         label = self._refused_codes(code)
-        self._m_refused.labels(ns, label).inc()
+        self._child(self._m_refused, ns, label).inc()
         if self._aggregate:
             self._count("engine_connects_refused_total", (("namespace", ns), ("code", label)))
 
@@ -456,8 +467,8 @@ class Monitor:
         cur.events_in += 1
         ns = self._ns(namespace)
         ev = self._event(namespace, event)
-        self._m_events_in.labels(ns, ev).inc()
-        self._m_bytes_in.labels(ns).inc(max(nbytes, 0))
+        self._child(self._m_events_in, ns, ev).inc()
+        self._child(self._m_bytes_in, ns).inc(max(nbytes, 0))
         if self._aggregate:
             self._count("engine_events_in_total", (("namespace", ns), ("event", ev)))
             self._count("engine_bytes_in_total", (("namespace", ns),), max(nbytes, 0))
@@ -470,8 +481,8 @@ class Monitor:
         cur.events_out += n
         ns = self._ns(namespace)
         ev = self._event(namespace, event)
-        self._m_events_out.labels(ns, ev).inc(n)
-        self._m_bytes_out.labels(ns).inc(max(nbytes, 0) * n)
+        self._child(self._m_events_out, ns, ev).inc(n)
+        self._child(self._m_bytes_out, ns).inc(max(nbytes, 0) * n)
         if self._aggregate:
             self._count("engine_events_out_total", (("namespace", ns), ("event", ev)), n)
             self._count("engine_bytes_out_total", (("namespace", ns),), max(nbytes, 0) * n)
@@ -485,14 +496,14 @@ class Monitor:
         cur.add_latency(seconds)
         ns = self._ns(namespace)
         ev = self._event(namespace, event)
-        self._m_handler.labels(ns, ev).observe(seconds)
+        self._child(self._m_handler, ns, ev).observe(seconds)
         labels = (("namespace", ns), ("event", ev))
         if self._aggregate:
             self._time("engine_handler_duration_seconds", labels, seconds)
         if error:
             cur.handler_errors += 1
             cur.errors += 1
-            self._m_handler_errors.labels(ns, ev).inc()
+            self._child(self._m_handler_errors, ns, ev).inc()
             if self._aggregate:
                 self._count("engine_handler_errors_total", labels)
             self._emit("errors", {"code": "handler_error", "namespace": ns, "event": ev})
@@ -502,7 +513,7 @@ class Monitor:
         """A client acknowledged a server emit after ``seconds``."""
         self._now()
         ns = self._ns(namespace)
-        self._m_ack.labels(ns).observe(max(seconds, 0.0))
+        self._child(self._m_ack, ns).observe(max(seconds, 0.0))
         if self._aggregate:
             self._time("engine_ack_round_trip_seconds", (("namespace", ns),), max(seconds, 0.0))
 
@@ -516,7 +527,7 @@ class Monitor:
         if deny:
             cur.denials += 1
         label = self._policies(policy)
-        self._m_policy.labels(label, result).inc()
+        self._child(self._m_policy, label, result).inc()
         if self._aggregate:
             self._count("engine_policy_decisions_total", (("policy", label), ("outcome", result)))
 
@@ -526,7 +537,7 @@ class Monitor:
         cur = self._now()
         cur.errors += 1
         label = self._codes(code)
-        self._m_errors.labels(label).inc()
+        self._child(self._m_errors, label).inc()
         if self._aggregate:
             self._count("engine_errors_total", (("code", label),))
         self._emit("errors", {"code": code})
@@ -539,7 +550,7 @@ class Monitor:
         if record is not None:
             self._security.append(record.to_json())
         label = self._types(str(event.get("type", "unknown")))
-        self._m_security.labels(label).inc()
+        self._child(self._m_security, label).inc()
         if self._aggregate:
             self._count("engine_security_events_total", (("type", label),))
 
@@ -563,7 +574,7 @@ class Monitor:
         top = sorted(rooms.items(), key=lambda item: (-item[1], item[0]))[:MAX_ROOMS_LISTED]
         self._rooms[namespace] = (len(rooms), tuple((str(r), int(n)) for r, n in top))
         total = sum(count for key, (count, _) in self._rooms.items() if self._ns(key) == ns)
-        self._m_rooms.labels(ns).set(total)
+        self._child(self._m_rooms, ns).set(total)
 
     @_never_raises()
     def set_active_bans(self, bans: Sequence[Mapping[str, object]]) -> None:
