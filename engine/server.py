@@ -190,9 +190,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         elif kind == packet.DISCONNECT:
             await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
         elif kind == packet.EVENT:
-            if not isinstance(pkt.data, list) or not pkt.data or not isinstance(pkt.data[0], str):
-                raise Malformed("EVENT payload must be an array starting with the event name")
-            self.monitor.event_in(namespace, pkt.data[0], len(data))
+            self._event_arrived(namespace, pkt.data, len(data))
             await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
         elif kind == packet.ACK:
             self._check_ack(eio_sid, namespace, pkt.id, pkt.data)
@@ -200,15 +198,17 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         elif kind in (packet.BINARY_EVENT, packet.BINARY_ACK):
             if not self.manager.sid_from_eio_sid(eio_sid, namespace):
                 raise Malformed("binary packet before CONNECT")
-            if kind == packet.BINARY_EVENT and (
-                not isinstance(pkt.data, list) or not pkt.data or not isinstance(pkt.data[0], str)
-            ):
-                raise Malformed("EVENT payload must be an array starting with the event name")
             if kind == packet.BINARY_EVENT:
-                self.monitor.event_in(namespace, pkt.data[0], len(data))
+                self._event_arrived(namespace, pkt.data, len(data))
             self._binary_packet[eio_sid] = pkt
         else:
             raise Malformed(f"packet type {kind} is not sent by clients")
+
+    def _event_arrived(self, namespace: str, data: Any, nbytes: int) -> None:
+        """Check an EVENT's structure (text or binary) and count it."""
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            raise Malformed("EVENT payload must be an array starting with the event name")
+        self.monitor.event_in(namespace, data[0], nbytes)
 
     def _check_ack(self, eio_sid: str, namespace: str, ack_id: Any, data: Any) -> None:
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
