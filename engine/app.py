@@ -26,20 +26,32 @@ from engine.http_routes import (
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
 from engine.profile.model import Profile
+from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
 
 
 @dataclass(slots=True)
 class Engine:
-    """One assembled engine: the Socket.IO server, its lifecycle and its ASGI app."""
+    """One assembled engine: the Socket.IO server, its lifecycle and its ASGI app.
 
-    profile: Profile
+    `ref` is the one reference to the current `Runtime`; everything that decides reads it.
+    """
+
+    ref: RuntimeRef
     sio: EngineServer
     monitor: Monitor
     lifecycle: Lifecycle
     routes: dict[str, Route] = field(default_factory=dict)
     app: ASGIApp | None = None
     metrics_listeners: dict[str, Router] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> Profile:
+        return self.ref.runtime.profile
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.ref.runtime
 
     def status(self) -> dict[str, Any]:
         return {
@@ -93,8 +105,9 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         config_hash=profile.config_hash,
         declared_events=declared_events(profile),
     )
-    sio = EngineServer(profile, monitor)
-    engine = Engine(profile=profile, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
+    ref = RuntimeRef(Runtime.build(profile))
+    sio = EngineServer(ref, monitor)
+    engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
     dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))
     engine.routes = {
         **metrics_routes(monitor, None),

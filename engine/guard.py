@@ -1,14 +1,16 @@
-"""The security adapter: holds policy state, asks the pure policies, reports every denial.
+"""The security adapter: runs the policy chain, counts strikes, reports every denial.
 
 `EngineServer` calls the guard at three points (a new Engine.IO handshake, a namespace
 CONNECT, an event) and on every violation it detects itself (malformed packets, oversize
-frames). The guard turns policy decisions into `Refusal`s, counts strikes, issues bans and
-hands a structured security event to the monitor and the `engine.security` JSON log.
-It does no socket I/O and takes the time from one injectable clock.
+frames). Each call reads the current runtime once, so a reload never splits a decision.
+The guard turns the first `Deny` of the chain into a `Refusal`, counts strikes and issues
+bans in the `StateStore`, and hands a structured security event to the monitor and the
+`engine.security` JSON log. It does no socket I/O and takes the time from one clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,21 +19,21 @@ from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from engine.auth import AuthFailure, Credentials, check_csrf
-from engine.auth import Identity as AuthIdentity
+from engine.auth import AuthFailure, Credentials, Identity, check_csrf
 from engine.auth.client_ip import resolve_client_ip
+from engine.chain import Request
+from engine.chain.connections import connection_keys
 from engine.monitoring import Monitor
-from engine.policies.abuse import AbuseLedger, Banned, Denied, ip_subject, user_subject
-from engine.policies.access import Identity, decide_connect, decide_event
-from engine.policies.connections import ConnectionCounts
+from engine.policies.abuse import Banned, ip_subject, user_subject
 from engine.policies.decision import Deny
-from engine.policies.payload import check as check_payload
 from engine.policies.rate_limit import KeyedLimiter, KeyedLimiterOptions, TokenBucket
-from engine.profile.model import NamespaceSpec, Profile, RateLimit
+from engine.profile.model import NamespaceSpec
 from engine.refusal import Refusal
+from engine.runtime import Runtime, RuntimeRef
+from engine.state import MemoryStateStore, StateStore
 
 security_log = logging.getLogger("engine.security")
-ANONYMOUS = AuthIdentity(user_id=None)
+ANONYMOUS = Identity(user_id=None)
 
 
 @dataclass(slots=True)
@@ -53,7 +55,9 @@ class Member:
     namespace: str
     sid: str
     peer: Peer
-    identity: AuthIdentity
+    identity: Identity
+    eio_sid: str = ""
+    counted: tuple[str, ...] = ()
 
 
 def environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
@@ -74,41 +78,34 @@ def parse_cookies(header: str) -> dict[str, str]:
 
 
 class Guard:
-    """Policy state for one server process."""
+    """Runs the chain of the current runtime against one process's sessions."""
 
     def __init__(
-        self, profile: Profile, monitor: Monitor, clock: Callable[[], float] = time.monotonic
+        self,
+        ref: RuntimeRef,
+        monitor: Monitor,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        security = profile.security
-        self.profile = profile
+        self.ref = ref
         self.monitor = monitor
         self.clock = clock
         self.wall_clock: Callable[[], float] = time.time
-        keys = security.max_tracked_keys
-        self.connects = self._limiter(security.connects_per_ip, keys)
-        self.per_connection = self._limiter(security.events_per_connection, keys)
-        self.per_user = self._limiter(security.events_per_user, keys)
-        self.per_event: dict[tuple[str, str], KeyedLimiter] = {}
-        for spec in profile.namespaces.values():
-            for event in (spec.events or {}).values():
-                limiter = self._limiter(event.rate_limit, keys)
-                if limiter is not None:
-                    self.per_event[(spec.name, event.name)] = limiter
-        self.abuse = AbuseLedger(security.abuse) if security.abuse is not None else None
+        keys = ref.runtime.security.max_tracked_keys
+        self.store: StateStore = store if store is not None else MemoryStateStore(max_keys=keys)
         # a flood must not become a log flood: per (type, ip), 5 lines at once, then 1/s
         self.log_budget = KeyedLimiter(
             KeyedLimiterOptions(bucket=TokenBucket(rate_per_second=1.0, burst=5), max_keys=10_000)
         )
         self.log_suppressed: dict[str, int] = {}
-        self.counts = ConnectionCounts()
         self.peers: dict[str, Peer] = {}
         self.members: dict[tuple[str, str], Member] = {}
+        self.on_ban: Callable[[str], None] = lambda eio_sid: None
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    @staticmethod
-    def _limiter(limit: RateLimit | None, keys: int) -> KeyedLimiter | None:
-        if limit is None:
-            return None
-        return KeyedLimiter(KeyedLimiterOptions(bucket=limit.bucket, max_keys=keys))
+    @property
+    def runtime(self) -> Runtime:
+        return self.ref.runtime
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -148,82 +145,94 @@ class Guard:
             event["suppressed_before"] = suppressed
         security_log.warning(json.dumps(event, sort_keys=True, default=str))
 
-    # -- strikes and bans --------------------------------------------------------------------
+    # -- the chain ---------------------------------------------------------------------------
 
-    def strike(self, ip: str, user: str | None, kind: str, now: float) -> Refusal | None:
+    async def decide(self, runtime: Runtime, request: Request, now: float) -> Deny | None:
+        """The first `Deny` of `request.stage`'s policies, attributed to its policy."""
+        for policy in runtime.chain.at(request.stage):
+            decision = await policy.decide(request, self.store, now)
+            if isinstance(decision, Deny):
+                return decision if decision.policy else decision.by(policy.name)
+        return None
+
+    async def strike(self, ip: str, user: str | None, kind: str, now: float) -> Refusal | None:
         """Count a violation; a resulting ban is returned as a refusal that disconnects."""
-        if self.abuse is None:
+        security = self.runtime.security
+        abuse = security.abuse
+        if abuse is None:
             return None
-        ban_by = self.profile.security.ban_by
-        subjects = []
-        if "ip" in ban_by:
-            subjects.append(ip_subject(ip))
-        if "user" in ban_by and user is not None:
+        subjects: list[str] = []
+        if "ip" in security.ban_by:
+            subject = ip_subject(ip)
+            if abuse.denied(subject) or abuse.allowed(subject):
+                subjects = []
+            else:
+                subjects.append(subject)
+        if "user" in security.ban_by and user is not None:
             subjects.append(user_subject(user))
         worst: Refusal | None = None
         for subject in subjects:
-            before = self.abuse.record(subject)
-            verdict = self.abuse.strike(subject, now, kind)
+            already = await self.store.banned([subject], now)
+            verdict = await self.store.strike(subject, abuse, now, kind)
             if isinstance(verdict, Banned):
                 worst = Refusal(
                     "banned",
                     "temporarily banned after repeated violations",
                     verdict.retry_after_seconds,
                     disconnect=True,
+                    policy="ban",
                 )
-                after = self.abuse.record(subject)
-                if after is not None and (before is None or after.bans > before.bans):
-                    self.report("ban_issued", worst, policy="abuse", ip=ip, user=user, reason=kind)
+                if already is None:
+                    self.report("ban_issued", worst, policy="ban", ip=ip, user=user, reason=kind)
                     self.monitor.set_active_bans(self.active_bans(now))
         return worst
 
-    def ban_refusal(self, ip: str, user: str | None, now: float) -> Refusal | None:
-        if self.abuse is None:
-            return None
-        verdict = self.abuse.check(ip, user, now)
-        if isinstance(verdict, Denied):
-            return Refusal("forbidden", "this address may not connect", disconnect=True)
-        if isinstance(verdict, Banned):
-            return Refusal(
-                "banned", "temporarily banned", verdict.retry_after_seconds, disconnect=True
-            )
-        return None
+    async def _refuse(
+        self, deny: Deny, request: Request, kind: str, now: float, reason: str = ""
+    ) -> Refusal:
+        refusal = Refusal.of(deny)
+        spec = request.namespace
+        self.report(
+            kind,
+            refusal,
+            policy=deny.policy,
+            ip=request.ip,
+            namespace=spec.name if spec is not None else None,
+            sid=request.sid,
+            user=request.user,
+            reason=reason,
+        )
+        if deny.strike:
+            ban = await self.strike(request.ip, request.user, deny.code, now)
+            if ban is not None:
+                return ban
+        return refusal
 
     def active_bans(self, now: float) -> list[dict[str, object]]:
-        if self.abuse is None:
-            return []
-        bans = []
-        for subject, record in self.abuse.banned(now):
-            if record.banned_until is not None:
-                bans.append(
-                    {
-                        "subject": subject,
-                        "reason": record.reason,
-                        "retry_after_seconds": round(record.banned_until - now, 3),
-                        "bans": record.bans,
-                    }
-                )
-        return bans
+        return [
+            {
+                "subject": subject,
+                "reason": ban.reason,
+                "retry_after_seconds": round(ban.retry_after_seconds, 3),
+                "bans": served,
+            }
+            for subject, ban, served in self.store.active_bans(now)
+        ]
 
     # -- handshake (before Engine.IO does any work) ------------------------------------------
 
     def client_ip(self, remote_addr: str, headers: Mapping[str, str]) -> str:
-        return resolve_client_ip(remote_addr, headers, self.profile.server.trusted_proxies)
+        return resolve_client_ip(remote_addr, headers, self.runtime.server.trusted_proxies)
 
-    def admit_handshake(self, ip: str) -> Refusal | None:
+    async def admit_handshake(self, ip: str) -> Refusal | None:
         """Bans and the per-IP connect rate, checked on the raw HTTP request."""
         now = self.clock()
-        refusal = self.ban_refusal(ip, None, now)
-        if refusal is None and self.connects is not None:
-            admission = self.connects.take(ip, now)
-            if not admission.allowed:
-                refusal = Refusal(
-                    "rate_limited", "too many connection attempts", admission.retry_after_seconds
-                )
-                self.strike(ip, None, "connect_rate", now)
-        if refusal is not None:
-            self.monitor.connect_refused("/", refusal.code)
-            self.report("handshake_refused", refusal, policy=_policy(refusal), ip=ip)
+        request = Request("handshake", ip)
+        deny = await self.decide(self.runtime, request, now)
+        if deny is None:
+            return None
+        refusal = await self._refuse(deny, request, "handshake_refused", now)
+        self.monitor.connect_refused("/", refusal.code)
         return refusal
 
     def open_peer(self, eio_sid: str, environ: Mapping[str, Any]) -> Peer:
@@ -245,52 +254,34 @@ class Guard:
 
     # -- namespace CONNECT -------------------------------------------------------------------
 
-    def admit_connect(self, spec: NamespaceSpec, peer: Peer, sid: str, auth: Any) -> Member:
-        """Identity and access for one namespace connection; raises `Refusal`."""
+    async def admit_connect(
+        self, spec: NamespaceSpec, peer: Peer, sid: str, auth: Any, eio_sid: str = ""
+    ) -> Member:
+        """Identity and the connect chain for one namespace connection; raises `Refusal`."""
+        runtime = self.runtime
         now = self.clock()
-        try:
-            identity = self._identify(spec, peer, auth, now)
-            refusal = self.ban_refusal(peer.ip, identity.user_id, now)
-            if refusal is not None:
-                raise refusal
-            access_identity = Identity(identity.user_id, identity.roles, identity.claims)
-            if spec.require_auth and identity.user_id is None:
-                raise Refusal("unauthorized", "authentication required")
-            decision = decide_connect(spec.access, self.profile.auth.roles, access_identity)
-            if isinstance(decision, Deny):
-                raise Refusal(decision.code, decision.message)
-            caps = self.profile.security.caps.admit(
-                self.counts,
-                spec.name,
-                identity.user_id,
-                peer.ip,
-                namespace_max_per_user=spec.access.max_connections_per_user,
-            )
-            if isinstance(caps, Deny):
-                raise Refusal(caps.code, caps.message)
-        except Refusal as refusal:
+        identity, deny = self._identify(runtime, peer, auth)
+        request = Request("connect", peer.ip, spec, sid, identity)
+        if deny is None:
+            deny = await self.decide(runtime, request, now)
+        if deny is not None:
+            refusal = await self._refuse(deny, request, "connect_refused", now)
             self.monitor.connect_refused(spec.name, refusal.code)
-            self.report(
-                "connect_refused",
-                refusal,
-                policy=_policy(refusal),
-                ip=peer.ip,
-                namespace=spec.name,
-                sid=sid,
-            )
-            if refusal.code in ("unauthorized", "forbidden"):
-                ban = self.strike(peer.ip, None, "auth", now)
-                if ban is not None:
-                    raise ban from None
-            raise
-        member = Member(spec.name, sid, peer, identity)
+            raise refusal
+        member = Member(
+            spec.name,
+            sid,
+            peer,
+            identity,
+            eio_sid,
+            connection_keys(spec.name, identity.user_id, peer.ip),
+        )
         self.members[(spec.name, sid)] = member
-        self.counts.add(spec.name, identity.user_id, peer.ip)
         peer.namespaces.add(spec.name)
         self.monitor.policy_decision("connect", "allow")
         return member
 
-    def _identify(self, spec: NamespaceSpec, peer: Peer, auth: Any, now: float) -> AuthIdentity:
+    def _identify(self, runtime: Runtime, peer: Peer, auth: Any) -> tuple[Identity, Deny | None]:
         credentials = Credentials(
             auth_payload=auth if isinstance(auth, Mapping) else None,
             headers=peer.headers,
@@ -298,19 +289,19 @@ class Guard:
             remote_addr=peer.ip,
         )
         # tokens carry wall-clock times (exp, nbf); limits and bans use the monotonic clock
-        result = self.profile.auth.authenticator.authenticate(credentials, self.wall_clock())
+        result = runtime.auth.authenticator.authenticate(credentials, self.wall_clock())
         if isinstance(result, AuthFailure):
-            raise Refusal("unauthorized", result.message)
-        if result.cookie_authenticated and self.profile.security.csrf is not None:
-            failure = check_csrf(credentials, self.profile.security.csrf)
+            return ANONYMOUS, Deny("unauthorized", result.message, policy="auth", strike=True)
+        if result.cookie_authenticated and runtime.security.csrf is not None:
+            failure = check_csrf(credentials, runtime.security.csrf)
             if failure is not None:
-                raise Refusal("forbidden", failure.message)
-        return result
+                return result, Deny("forbidden", failure.message, policy="csrf", strike=True)
+        return result, None
 
-    def disconnected(self, namespace: str, sid: str) -> Member | None:
+    async def disconnected(self, namespace: str, sid: str) -> Member | None:
         member = self.members.pop((namespace, sid), None)
         if member is not None:
-            self.counts.remove(namespace, member.identity.user_id, member.peer.ip)
+            await self.store.release(member.counted)
             member.peer.namespaces.discard(namespace)
         return member
 
@@ -319,102 +310,89 @@ class Guard:
 
     # -- events ------------------------------------------------------------------------------
 
-    def admit_event(self, spec: NamespaceSpec, member: Member, event: str, args: list[Any]) -> None:
-        """Bans, rate limits, access and payload contracts for one event; raises `Refusal`."""
+    async def admit_event(
+        self,
+        spec: NamespaceSpec,
+        member: Member,
+        event: str,
+        args: list[Any],
+        joined_rooms: int = 0,
+    ) -> None:
+        """The event chain for one event (built-in or declared); raises `Refusal`."""
+        runtime = self.runtime
         now = self.clock()
-        user = member.identity.user_id
-        refusal = self.ban_refusal(member.peer.ip, user, now)
-        if refusal is None:
-            refusal = self._rate(member, spec, event, now)
-        if refusal is None:
-            refusal = self._access(spec, member, event)
-        if refusal is None:
-            refusal = self._contract(spec, event, args)
-        if refusal is None:
-            return
-        self.report(
-            "event_refused",
-            refusal,
-            policy=_policy(refusal),
-            ip=member.peer.ip,
-            namespace=spec.name,
-            sid=member.sid,
-            user=user,
-            reason=f"{event[:64]}: {refusal.message}",
+        request = Request(
+            "event", member.peer.ip, spec, member.sid, member.identity, event, args, joined_rooms
         )
-        if refusal.code != "banned":
-            ban = self.strike(member.peer.ip, user, refusal.code, now)
-            if ban is not None:
-                raise ban
+        deny = await self.decide(runtime, request, now)
+        if deny is None:
+            return
+        refusal = await self._refuse(
+            deny, request, "event_refused", now, f"{event[:64]}: {deny.message}"
+        )
         raise refusal
 
-    def _rate(self, member: Member, spec: NamespaceSpec, event: str, now: float) -> Refusal | None:
-        security = self.profile.security
-        checks: list[tuple[KeyedLimiter | None, str, RateLimit | None]] = [
-            (self.per_connection, member.sid, security.events_per_connection),
-            (self.per_event.get((spec.name, event)), member.sid, _event_limit(spec, event)),
-        ]
-        if member.identity.user_id is not None:
-            checks.append((self.per_user, member.identity.user_id, security.events_per_user))
-        for limiter, key, limit in checks:
-            if limiter is None or limit is None:
-                continue
-            admission = limiter.take(key, now)
-            if not admission.allowed:
-                return Refusal(
-                    "rate_limited",
-                    "too many events",
-                    admission.retry_after_seconds,
-                    disconnect=limit.action == "disconnect",
-                )
-        return None
-
-    def _access(self, spec: NamespaceSpec, member: Member, event: str) -> Refusal | None:
-        identity = member.identity
-        decision = decide_event(
-            spec.access,
-            self.profile.auth.roles,
-            Identity(identity.user_id, identity.roles, identity.claims),
-            event,
+    async def refused_by_handler(self, member: Member, event: str, refusal: Refusal) -> Refusal:
+        """A refusal raised after the chain (room bookkeeping): reported and struck alike."""
+        deny = Deny(
+            refusal.code,
+            refusal.message,
+            refusal.retry_after_seconds,
+            refusal.policy or "rooms",
+            refusal.disconnect,
+            strike=refusal.code in ("forbidden", "invalid_payload"),
         )
-        if isinstance(decision, Deny):
-            return Refusal(decision.code, decision.message)
-        return None
+        spec = self.runtime.namespaces.get(member.namespace)
+        request = Request("event", member.peer.ip, spec, member.sid, member.identity, event)
+        return await self._refuse(
+            deny, request, "event_refused", self.clock(), f"{event[:64]}: {deny.message}"
+        )
 
-    def _contract(self, spec: NamespaceSpec, event: str, args: list[Any]) -> Refusal | None:
-        violation = check_payload(args, self.profile.security.payload)
-        if violation is not None:
-            return Refusal("invalid_payload", f"{violation.reason} at {violation.path}")
-        declared = (spec.events or {}).get(event)
-        if declared is not None and declared.schema is not None:
-            payload = args[0] if len(args) == 1 else args
-            error = next(iter(declared.schema.iter_errors(payload)), None)
-            if error is not None:
-                where = "/".join(str(p) for p in error.absolute_path) or "payload"
-                return Refusal("invalid_payload", f"{where}: {error.message}"[:200])
-        return None
+    async def charge_error(self, member: Member) -> Refusal | None:
+        """One refusal or handler error against the connection's error budget."""
+        budget = self.runtime.errors.budget
+        if budget is None:
+            return None
+        bucket = TokenBucket(budget.max_errors / budget.window_seconds, budget.max_errors)
+        admission = await self.store.take(f"errors:{member.sid}", bucket, self.clock())
+        if admission.allowed:
+            return None
+        refusal = Refusal(
+            "error_budget_exceeded",
+            f"more than {budget.max_errors} errors within {budget.window_seconds:g} s",
+            disconnect=True,
+            policy="errors",
+        )
+        self.report(
+            "error_budget_exceeded",
+            refusal,
+            policy="errors",
+            ip=member.peer.ip,
+            namespace=member.namespace,
+            sid=member.sid,
+            user=member.identity.user_id,
+        )
+        return refusal
 
-    def violation(self, eio_sid: str, kind: str, reason: str) -> Refusal | None:
-        """A protocol violation by an Engine.IO session (malformed, oversize): strike it."""
+    # -- violations the transport detects ----------------------------------------------------
+
+    def violation(self, eio_sid: str, kind: str, reason: str) -> None:
+        """A protocol violation by an Engine.IO session (malformed, oversize): strike it.
+
+        Synchronous for the transport's sake; the strike runs as a task and a resulting ban
+        closes the session through `on_ban`.
+        """
         peer = self.peers.get(eio_sid)
         ip = peer.ip if peer else "unknown"
-        refusal = Refusal("invalid_payload", reason)
-        self.report(kind, refusal, policy="protocol", ip=ip, reason=reason)
-        return self.strike(ip, None, kind, self.clock())
+        self.report(
+            kind, Refusal("invalid_payload", reason), policy="protocol", ip=ip, reason=reason
+        )
+        if self.runtime.security.abuse is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._violation_strike(eio_sid, ip, kind))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-
-def _event_limit(spec: NamespaceSpec, event: str) -> RateLimit | None:
-    declared = (spec.events or {}).get(event)
-    return declared.rate_limit if declared is not None else None
-
-
-def _policy(refusal: Refusal) -> str:
-    return {
-        "rate_limited": "rate_limit",
-        "banned": "abuse",
-        "unauthorized": "auth",
-        "forbidden": "access",
-        "unknown_event": "access",
-        "too_many_connections": "connections",
-        "invalid_payload": "payload",
-    }.get(refusal.code, refusal.code)
+    async def _violation_strike(self, eio_sid: str, ip: str, kind: str) -> None:
+        if await self.strike(ip, None, kind, self.clock()) is not None:
+            self.on_ban(eio_sid)

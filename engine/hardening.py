@@ -120,7 +120,7 @@ def handshake_gate(app: ASGIApp, guard: Guard, socketio_path: str, max_body_byte
                 k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
             }
             client = scope.get("client") or ("", 0)
-            refusal = guard.admit_handshake(guard.client_ip(str(client[0]), headers))
+            refusal = await guard.admit_handshake(guard.client_ip(str(client[0]), headers))
             if refusal is not None:
                 await _refuse(scope, send, refusal)
                 return

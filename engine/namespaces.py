@@ -13,11 +13,12 @@ from typing import Any
 import socketio
 
 from engine.auth import ANONYMOUS, Identity
+from engine.chain.rooms import BUILTIN_EVENTS, room_of
 from engine.profile.model import NamespaceSpec
 from engine.refusal import Refusal
-from engine.rooms import valid_room_name
+from engine.runtime import RuntimeRef
 
-BUILTIN_EVENTS = frozenset({"join_room", "leave_room"})
+__all__ = ["BUILTIN_EVENTS", "EngineNamespace", "Namespace", "import_handler"]
 
 
 class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -46,13 +47,26 @@ def import_handler(target: str) -> type[Any]:
 class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     """Serves one declared namespace; the user's handler (if any) sits behind it."""
 
-    def __init__(self, spec: NamespaceSpec) -> None:
-        super().__init__(spec.name)
-        self.spec = spec
+    def __init__(self, name: str, ref: RuntimeRef) -> None:
+        super().__init__(name)
+        self.name = name
+        self.ref = ref
+        self._last_spec = ref.runtime.namespaces[name]
         self.handler: socketio.AsyncNamespace | None = None
-        if spec.handler:
-            self.handler = import_handler(spec.handler)(spec.name)
+        if self._last_spec.handler:
+            self.handler = import_handler(self._last_spec.handler)(name)
         self.client_rooms: dict[str, set[str]] = {}
+
+    @property
+    def spec(self) -> NamespaceSpec:
+        """This namespace's rules in the current runtime (the last ones once it is removed)."""
+        spec = self.ref.runtime.namespaces.get(self.name)
+        if spec is not None:
+            self._last_spec = spec
+        return self._last_spec
+
+    def joined_count(self, sid: str) -> int:
+        return len(self.client_rooms.get(sid, ()))
 
     def _set_server(self, server: Any) -> None:
         super()._set_server(server)
@@ -60,9 +74,9 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self.handler._set_server(server)
 
     def facts(self, sid: str) -> dict[str, str | None]:
-        member = self.server.guard.member(self.spec.name, sid)
+        member = self.server.guard.member(self.name, sid)
         user = member.identity.user_id if member is not None else None
-        return {"sid": sid, "namespace": self.spec.name, "user.id": user}
+        return {"sid": sid, "namespace": self.name, "user.id": user}
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
@@ -82,15 +96,15 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return await self.handler.trigger_event(event, *args)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
-        self.server.admit(self, sid, environ, auth)
+        await self.server.admit(self, sid, environ, auth)
         if self.handler is not None:
             try:
                 result = await self._user_connect(sid, environ, auth)
             except BaseException:
-                self.server.guard.disconnected(self.spec.name, sid)
+                await self.server.guard.disconnected(self.name, sid)
                 raise
             if result is False:
-                self.server.guard.disconnected(self.spec.name, sid)
+                await self.server.guard.disconnected(self.name, sid)
                 return False
         facts = self.facts(sid)
         for template in self.spec.auto_join:
@@ -98,7 +112,7 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if room is not None:
                 await self.enter_room(sid, room)
         self.client_rooms[sid] = set()
-        self.server.monitor.connection_opened(self.spec.name)
+        self.server.monitor.connection_opened(self.name)
         return None
 
     async def _user_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> Any:
@@ -112,21 +126,15 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return await self.handler.trigger_event("connect", sid, environ)
 
     def _room_from(self, data: Any) -> str:
-        room = data.get("room") if isinstance(data, dict) else data
-        if not valid_room_name(room):
+        room = room_of([data])
+        if room is None:  # the chain's rooms policy refused it already; kept for safety
             raise Refusal("invalid_payload", "room must be a non-empty printable string")
-        assert isinstance(room, str)
         return room
 
     async def _join(self, sid: str, data: Any) -> dict[str, Any]:
+        """The chain's `rooms` policy has allowed this room; only bookkeeping is left."""
         room = self._room_from(data)
-        facts = self.facts(sid)
-        if not any(p.matches(room, facts) for p in self.spec.client_join):
-            raise Refusal("forbidden", f"room '{room}' may not be joined")
-        joined = self.client_rooms.setdefault(sid, set())
-        if room not in joined and len(joined) >= self.spec.max_client_rooms:
-            raise Refusal("forbidden", f"at most {self.spec.max_client_rooms} rooms per connection")
-        joined.add(room)
+        self.client_rooms.setdefault(sid, set()).add(room)
         await self.enter_room(sid, room)
         return {"ok": True, "room": room}
 
@@ -134,7 +142,7 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         room = self._room_from(data)
         joined = self.client_rooms.get(sid, set())
         if room not in joined:
-            raise Refusal("forbidden", f"room '{room}' was not joined with join_room")
+            raise Refusal("forbidden", f"room '{room[:64]}' was not joined with join_room")
         joined.discard(room)
         await self.leave_room(sid, room)
         return {"ok": True, "room": room}

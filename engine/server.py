@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,15 +24,18 @@ from socketio import exceptions, packet
 from engine.fastpath import json_codec, prescan_packet
 from engine.guard import Guard, Peer
 from engine.monitoring import Monitor
-from engine.namespaces import BUILTIN_EVENTS, EngineNamespace
+from engine.namespaces import EngineNamespace
 from engine.policies.origin import OriginMatcher
-from engine.profile.model import Profile
 from engine.refusal import Refusal
+from engine.runtime import Runtime, RuntimeRef
+from engine.state import StateStore
 
 log = logging.getLogger("engine.server")
 
 INVALID_NAMESPACE = Refusal("invalid_namespace", "Invalid namespace")
-INTERNAL = Refusal("internal", "the handler failed")
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
 
 
 class Malformed(Exception):
@@ -57,7 +62,8 @@ def cors_setting(origins: tuple[str, ...]) -> Any:
 class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     """The Socket.IO server of one profile."""
 
-    def __init__(self, profile: Profile, monitor: Monitor) -> None:
+    def __init__(self, ref: RuntimeRef, monitor: Monitor, store: StateStore | None = None) -> None:
+        profile = ref.runtime.profile
         server = profile.server
         super().__init__(
             async_mode="asgi",
@@ -73,19 +79,18 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             engineio_logger=False,
             namespaces=list(profile.namespaces),
         )
-        self.profile = profile
+        self.ref = ref
         self.monitor = monitor
-        self.guard = Guard(profile, monitor)
+        self.guard = Guard(ref, monitor, store)
+        self.guard.on_ban = self._ban_closes
         monitor.add_refresher(self.snapshot_rooms)
         self.draining = False
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self.engine_namespaces: dict[str, EngineNamespace] = {}
-        for name, spec in profile.namespaces.items():
-            namespace = EngineNamespace(spec)
-            self.register_namespace(namespace)
-            self.engine_namespaces[name] = namespace
+        for name in profile.namespaces:
+            self.add_namespace(name)
         admin = profile.monitoring.admin_ui
         self.admin_ui_namespace: str | None = None
         if admin.enabled:
@@ -98,6 +103,46 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
                 namespace=admin.namespace,
             )
 
+    @property
+    def runtime(self) -> Runtime:
+        return self.ref.runtime
+
+    def add_namespace(self, name: str) -> EngineNamespace:
+        """Serve a declared namespace (at start, or when a reload adds it)."""
+        namespace = EngineNamespace(name, self.ref)
+        self.register_namespace(namespace)
+        self.engine_namespaces[name] = namespace
+        if isinstance(self.namespaces, list) and name not in self.namespaces:
+            self.namespaces.append(name)
+        return namespace
+
+    async def remove_namespace(self, name: str, code: str, message: str) -> int:
+        """Stop serving `name`: its clients get `code` as a disconnect reason. Returns how many."""
+        namespace = self.engine_namespaces.pop(name, None)
+        if isinstance(self.namespaces, list) and name in self.namespaces:
+            self.namespaces.remove(name)
+        if namespace is None:
+            return 0
+        sids = [sid for sid, _ in self.manager.get_participants(name, None)]
+        for sid in sids:
+            await self._notify_and_disconnect(name, sid, code, message)
+        self.namespace_handlers.pop(name, None)
+        return len(sids)
+
+    async def _notify_and_disconnect(
+        self, namespace: str, sid: str, code: str, message: str
+    ) -> None:
+        """Tell one connection why (an `error` event with the envelope), then disconnect it."""
+        body = Refusal(code, message).envelope()
+        try:
+            await super().emit("error", body, to=sid, namespace=namespace)
+            await self.disconnect(sid, namespace=namespace)
+        except Exception:  # the client may be gone already
+            log.debug("disconnecting %s from %s failed", sid, namespace, exc_info=True)
+
+    def _ban_closes(self, eio_sid: str) -> None:
+        self.start_background_task(self._close_session, eio_sid)
+
     # -- Engine.IO sessions ------------------------------------------------------------------
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
@@ -106,7 +151,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.guard.open_peer(eio_sid, environ)
         loop = asyncio.get_running_loop()
         self._deadlines[eio_sid] = loop.call_later(
-            self.profile.server.connect_timeout_seconds, self._connect_deadline, eio_sid
+            self.runtime.server.connect_timeout_seconds, self._connect_deadline, eio_sid
         )
         return await super()._handle_eio_connect(eio_sid, environ)
 
@@ -148,7 +193,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             await self._close_session(eio_sid)
 
     async def _dispatch(self, eio_sid: str, peer: Peer | None, data: str | bytes) -> None:
-        limits = self.profile.security.payload
+        limits = self.runtime.security.payload
         if eio_sid in self._binary_packet:
             if not isinstance(data, bytes):
                 raise Malformed("text frame while binary attachments were expected")
@@ -226,9 +271,10 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if kind not in (packet.EVENT, packet.BINARY_EVENT) or sid is None:
             raise Malformed(reason)
-        refusal = Refusal("invalid_payload", reason)
-        ban = self.guard.violation(eio_sid, "payload_refused", reason)
-        await self._refuse_event(eio_sid, sid, namespace, ack_id, ban or refusal)
+        self.guard.violation(eio_sid, "payload_refused", reason)
+        await self._refuse_event(
+            eio_sid, sid, namespace, ack_id, Refusal("invalid_payload", reason)
+        )
 
     # -- namespace connections ---------------------------------------------------------------
 
@@ -252,14 +298,14 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             if timer is not None:
                 timer.cancel()
 
-    def admit(self, namespace: EngineNamespace, sid: str, environ: Any, auth: Any) -> Any:
+    async def admit(self, namespace: EngineNamespace, sid: str, environ: Any, auth: Any) -> Any:
         """Called by EngineNamespace on CONNECT; refusal becomes a `connect_error` envelope."""
-        eio_sid = self.manager.eio_sid_from_sid(sid, namespace.spec.name)
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace.name)
         peer = self.guard.peers.get(eio_sid)
         if peer is None:
             peer = self.guard.open_peer(eio_sid, environ)
         try:
-            member = self.guard.admit_connect(namespace.spec, peer, sid, auth)
+            member = await self.guard.admit_connect(namespace.spec, peer, sid, auth, eio_sid)
         except Refusal as refusal:
             error = exceptions.ConnectionRefusedError()
             error.error_args = refusal.envelope()
@@ -274,7 +320,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         name = namespace or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, name)
         await super()._handle_disconnect(eio_sid, namespace, reason)
-        if sid is not None and self.guard.disconnected(name, sid) is not None:
+        if sid is not None and await self.guard.disconnected(name, sid) is not None:
             self.monitor.connection_closed(name, str(reason or "client disconnect"))
 
     # -- events ------------------------------------------------------------------------------
@@ -300,16 +346,31 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             if member is None:
                 raise Refusal("unauthorized", "not connected to this namespace")
-            if event not in BUILTIN_EVENTS:
-                self.guard.admit_event(handler.spec, member, event, args)
-            result = await handler.trigger_event(event, sid, *args)
+            if event in RESERVED_EVENTS:
+                raise Refusal("unknown_event", f"event {event!r} is reserved")
+            await self.guard.admit_event(
+                handler.spec, member, event, args, handler.joined_count(sid)
+            )
+            try:
+                result = await handler.trigger_event(event, sid, *args)
+            except Refusal as refusal:  # room bookkeeping after the chain
+                raise await self.guard.refused_by_handler(member, event, refusal) from None
         except Refusal as refusal:
             await self._refuse_event(eio_sid, sid, namespace, id, refusal)
+            await self._charge_error(eio_sid, sid, namespace, member)
             return
-        except Exception:
+        except Exception as exc:
             failed = True
-            log.exception("handler for %r in %s failed", event, namespace)
-            await self._refuse_event(eio_sid, sid, namespace, id, INTERNAL)
+            error_id = uuid.uuid4().hex[:16]
+            log.error(
+                "handler for %r in %s failed (error_id=%s)\n%s",
+                event,
+                namespace,
+                error_id,
+                traceback.format_exc(),
+            )
+            await self._refuse_event(eio_sid, sid, namespace, id, self._internal(exc, error_id))
+            await self._charge_error(eio_sid, sid, namespace, member)
             return
         finally:
             self.in_flight -= 1
@@ -323,6 +384,26 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         await self._send_packet(
             eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=args)
         )
+
+    def _internal(self, exc: Exception, error_id: str) -> Refusal:
+        """`internal` with an id to find the traceback by; the text only where allowed."""
+        extra: dict[str, object] = {"error_id": error_id}
+        if self.runtime.errors.expose_exception_text:
+            extra["exception"] = f"{type(exc).__name__}: {exc}"[:500]
+        return Refusal("internal", "the handler failed", policy="handler", extra=extra)
+
+    async def _charge_error(self, eio_sid: str, sid: str, namespace: str, member: Any) -> None:
+        if member is None:
+            return
+        refusal = await self.guard.charge_error(member)
+        if refusal is not None:
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(
+                    packet.EVENT, namespace=namespace, data=["error", refusal.envelope()]
+                ),
+            )
+            await self._close_session(eio_sid)
 
     async def _refuse_event(
         self, eio_sid: str, sid: str, namespace: str, id: int | None, refusal: Refusal

@@ -64,14 +64,12 @@ class DashboardOptions:
     :param path: dashboard page path.
     :param stats_path: JSON stats endpoint path.
     :param token: admin token (Bearer header or ``engine_admin_token`` cookie); secret.
-    :param require_role: alternatively admit sessions holding this role.
     """
 
     enabled: bool = False
     path: str = "/engine/dashboard"
     stats_path: str = "/engine/api/stats"
     token: str | None = field(default=None, repr=False)
-    require_role: str | None = None
 
     @classmethod
     def from_profile(cls, mapping: Mapping[str, object]) -> DashboardOptions:
@@ -81,7 +79,6 @@ class DashboardOptions:
             path=_str(mapping, "path", "/engine/dashboard"),
             stats_path=_str(mapping, "stats_path", "/engine/api/stats"),
             token=_opt_str(mapping, "token"),
-            require_role=_opt_str(mapping, "require_role"),
         )
 
 

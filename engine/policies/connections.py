@@ -70,12 +70,12 @@ class ConnectionCaps:
     :param max_per_user: connections one user may hold in one namespace (a namespace's own
         ``max_connections_per_user`` overrides it).
     :param max_per_ip: connections from one client IP, all namespaces together.
-    :param max_global: connections to this process, all namespaces together.
+    :param max_total: connections to this process, all namespaces together.
     """
 
     max_per_user: int | None = None
     max_per_ip: int | None = None
-    max_global: int | None = None
+    max_total: int | None = None
 
     @classmethod
     def from_profile(cls, mapping: Mapping[str, Any]) -> ConnectionCaps:
@@ -83,7 +83,7 @@ class ConnectionCaps:
         return cls(
             max_per_user=_opt_int(mapping.get("max_per_user")),
             max_per_ip=_opt_int(mapping.get("max_per_ip")),
-            max_global=_opt_int(mapping.get("max_global")),
+            max_total=_opt_int(mapping.get("max_total")),
         )
 
     def admit(
@@ -96,7 +96,7 @@ class ConnectionCaps:
         namespace_max_per_user: int | None = None,
     ) -> Decision:
         """May one more connection be added to ``counts``? Checks global, then IP, then user."""
-        if self.max_global is not None and counts.total >= self.max_global:
+        if self.max_total is not None and counts.total >= self.max_total:
             return Deny("too_many_connections", "the server is at its connection limit")
         if self.max_per_ip is not None and counts.for_ip(ip) >= self.max_per_ip:
             return Deny("too_many_connections", "too many connections from your address")

@@ -1,12 +1,14 @@
-"""The one result shape every admission policy returns.
+"""The one result shape every policy returns: `Allow` or `Deny`.
 
-Sharing ``Allow``/``Deny`` lets the server adapter map any refusal onto the same client-visible
-envelope (``{"code", "message", "retry_after_seconds"?}``) without knowing which policy spoke.
+A `Deny` names the policy that decided (`policy`), the stable client-visible `code`, a human
+`message`, when to retry, whether the session must be closed (`disconnect`) and whether the
+refusal counts as a strike towards a ban (`strike`). The guard loops over the policy chain and
+reports the deciding policy by name; nothing downstream guesses it back from the code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["ALLOW", "Allow", "Decision", "Deny"]
 
@@ -23,13 +25,13 @@ class Deny:
     code: str
     message: str
     retry_after_seconds: float | None = None
+    policy: str = ""
+    disconnect: bool = False
+    strike: bool = False
 
-    def envelope(self) -> dict[str, object]:
-        """The error object clients receive (``connect_error`` data or ack ``error``)."""
-        data: dict[str, object] = {"code": self.code, "message": self.message}
-        if self.retry_after_seconds is not None:
-            data["retry_after_seconds"] = self.retry_after_seconds
-        return data
+    def by(self, policy: str, *, strike: bool | None = None) -> Deny:
+        """The same denial attributed to `policy` (pure policies do not know their chain name)."""
+        return replace(self, policy=policy, strike=self.strike if strike is None else strike)
 
 
 Decision = Allow | Deny

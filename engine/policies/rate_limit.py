@@ -26,6 +26,7 @@ __all__ = [
     "KeyedLimiter",
     "KeyedLimiterOptions",
     "TokenBucket",
+    "full_at",
     "take",
 ]
 
@@ -128,7 +129,7 @@ def take(
     return Admission(False, _delay_until_level(options, current, now, cost, TOLERANCE)), current
 
 
-def _full_at(options: TokenBucket, state: BucketState) -> float:
+def full_at(options: TokenBucket, state: BucketState) -> float:
     """Earliest time at which the bucket is full again, i.e. indistinguishable from no state."""
     return state.updated + _delay_until_level(
         options, state, state.updated, float(options.burst), 0.0
@@ -183,7 +184,7 @@ class KeyedLimiter:
             return Admission(False, delay_until(now, top[0]))
         admission, new_state = take(self.options.bucket, state, now, cost)
         self._buckets[key] = new_state
-        self._expiry.set(key, _full_at(self.options.bucket, new_state))
+        self._expiry.set(key, full_at(self.options.bucket, new_state))
         return admission
 
     def evict_full(self, now: float) -> int:

@@ -24,9 +24,13 @@ from engine.policies.payload import PayloadLimits
 from engine.policies.rate_limit import TokenBucket
 from engine.profile.locate import KeyPath
 from engine.profile.model import (
+    AdminOptions,
     AuthSpec,
     EngineInfo,
+    ErrorBudget,
+    ErrorOptions,
     EventSpec,
+    MaintenanceOptions,
     NamespaceSpec,
     Profile,
     RateLimit,
@@ -75,6 +79,34 @@ def build(resolved: Resolved) -> Profile:
         monitoring=monitoring,
         config_hash=resolved.config_hash,
         source=resolved.loaded.display,
+        maintenance=_maintenance(data["maintenance"]),
+        errors=_errors(data["errors"]),
+        admin=AdminOptions(token=data["admin"].get("token"), path=data["admin"]["path"]),
+        path=resolved.loaded.sources[0].path if resolved.loaded.sources else None,
+    )
+
+
+def _maintenance(table: Mapping[str, Any]) -> MaintenanceOptions:
+    return MaintenanceOptions(
+        enabled=table["enabled"],
+        message=table["message"],
+        retry_after_seconds=float(table["retry_after_seconds"]),
+        admit_roles=frozenset(table["admit_roles"]),
+        admit_namespaces=frozenset(table["admit_namespaces"]),
+        existing=table["existing"],
+        grace_seconds=float(table["grace_seconds"]),
+    )
+
+
+def _errors(table: Mapping[str, Any]) -> ErrorOptions:
+    budget = table.get("budget")
+    return ErrorOptions(
+        expose_exception_text=table["expose_exception_text"],
+        budget=(
+            ErrorBudget(int(budget["max_errors"]), float(budget["window_seconds"]))
+            if budget is not None
+            else None
+        ),
     )
 
 
@@ -119,7 +151,7 @@ def _security(table: Mapping[str, Any]) -> SecuritySpec:
         payload=PayloadLimits.from_profile(table["payload"]),
         csrf=CsrfOptions.from_profile(table["csrf"]) if "csrf" in table else None,
         caps=ConnectionCaps(
-            max_per_ip=connections.get("max_per_ip"), max_global=connections.get("max_total")
+            max_per_ip=connections.get("max_per_ip"), max_total=connections.get("max_total")
         ),
     )
 
@@ -144,6 +176,7 @@ def _server(resolved: Resolved) -> ServerOptions:
         "ping_timeout_seconds",
         "connect_timeout_seconds",
         "shutdown_grace_seconds",
+        "drain_seconds",
     ):
         raw[key] = float(raw[key])
     return ServerOptions(**raw)

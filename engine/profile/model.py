@@ -49,6 +49,7 @@ class ServerOptions:
     compression_threshold_bytes: int
     websocket_compression: bool
     shutdown_grace_seconds: float
+    drain_seconds: float
     listen_backlog: int
     event_loop: Literal["uvloop", "asyncio"]
     gc_threshold_objects: int
@@ -126,6 +127,56 @@ class SecuritySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceOptions:
+    """`[maintenance]`: who is still admitted while the service is under maintenance."""
+
+    enabled: bool = False
+    message: str = "The service is under maintenance. Please try again later."
+    retry_after_seconds: float = 300.0
+    admit_roles: frozenset[str] = frozenset()
+    admit_namespaces: frozenset[str] = frozenset()
+    existing: Literal["notify", "disconnect"] = "notify"
+    grace_seconds: float = 30.0
+
+    def admits(self, namespace: str, roles: frozenset[str]) -> bool:
+        return (
+            not self.enabled or namespace in self.admit_namespaces or bool(roles & self.admit_roles)
+        )
+
+    def notice(self) -> dict[str, object]:
+        """The `maintenance` event clients receive (and the refusal's data)."""
+        return {
+            "message": self.message,
+            "retry_after_seconds": self.retry_after_seconds,
+            "disconnect_in_seconds": self.grace_seconds if self.existing == "disconnect" else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBudget:
+    """More than `max_errors` refusals or handler errors in `window_seconds` disconnects."""
+
+    max_errors: int
+    window_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorOptions:
+    """`[errors]`."""
+
+    expose_exception_text: bool = False
+    budget: ErrorBudget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminOptions:
+    """`[admin]`: the admin API (reload); off without a token."""
+
+    token: str | None = field(default=None, repr=False)
+    path: str = "/engine/api/reload"
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     engine: EngineInfo
     server: ServerOptions
@@ -135,3 +186,7 @@ class Profile:
     monitoring: MonitoringOptions
     config_hash: str
     source: str
+    maintenance: MaintenanceOptions = MaintenanceOptions()
+    errors: ErrorOptions = ErrorOptions()
+    admin: AdminOptions = AdminOptions()
+    path: Path | None = None

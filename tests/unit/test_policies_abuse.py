@@ -111,9 +111,7 @@ def test_ip_subjects_are_canonical() -> None:
 def test_verdict_decision_envelopes() -> None:
     assert verdict_decision(Allowed()) == ALLOW
     assert verdict_decision(Banned(10, 5, "flood")) == Deny("banned", "temporarily banned", 5)
-    denied = verdict_decision(Denied())
-    assert isinstance(denied, Deny)
-    assert denied.envelope() == {"code": "denied", "message": "access denied"}
+    assert verdict_decision(Denied()) == Deny("denied", "access denied")
 
 
 def test_ledger_forgets_irrelevant_subjects_and_never_live_bans() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.policies.connections import ConnectionCaps, ConnectionCounts
 from engine.policies.decision import ALLOW, Deny
 
-CAPS = ConnectionCaps.from_profile({"max_per_user": 2, "max_per_ip": 3, "max_global": 4})
+CAPS = ConnectionCaps.from_profile({"max_per_user": 2, "max_per_ip": 3, "max_total": 4})
 
 
 def test_per_user_cap_is_per_namespace() -> None:

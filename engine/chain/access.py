@@ -1,0 +1,43 @@
+"""`access`: authentication requirements, roles and permissions, the event allow-list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.chain import POLICIES
+from engine.chain.base import Request, Stage
+from engine.policies.access import Identity, RolePermissions, decide_connect, decide_event
+from engine.policies.decision import ALLOW, Decision, Deny
+from engine.profile.model import Profile
+from engine.state import StateStore
+
+_UNAUTHORIZED = Deny("unauthorized", "authentication required", strike=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    roles: RolePermissions
+    name: str = "access"
+    stages: frozenset[Stage] = frozenset({"connect", "event"})
+
+    @staticmethod
+    def from_profile(profile: Profile) -> AccessPolicy:
+        return AccessPolicy(profile.auth.roles)
+
+    async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
+        spec, who = request.namespace, request.identity
+        if spec is None or who is None:
+            return ALLOW
+        identity = Identity(who.user_id, who.roles, who.claims)
+        if request.stage == "connect":
+            if spec.require_auth and who.user_id is None:
+                return _UNAUTHORIZED
+            decision = decide_connect(spec.access, self.roles, identity)
+        else:
+            decision = decide_event(spec.access, self.roles, identity, request.event)
+        if isinstance(decision, Deny):
+            return decision.by(self.name, strike=True)
+        return ALLOW
+
+
+POLICIES.register("access")(AccessPolicy.from_profile)

@@ -1,0 +1,55 @@
+"""What a chain policy sees (`Request`) and what it is (`Policy`).
+
+A chain policy is the adapter between one pure policy of `engine.policies` and the engine:
+it picks the inputs out of the request, keys its state in the `StateStore`, and returns a
+`Decision`. It does no socket I/O; the guard runs the chain and acts on the first `Deny`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from engine.auth import Identity
+from engine.policies.decision import Decision
+from engine.profile.model import NamespaceSpec, Profile
+from engine.state import StateStore
+
+Stage = Literal["handshake", "connect", "event"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One thing a client asks for: a new Engine.IO session, a namespace, or an event."""
+
+    stage: Stage
+    ip: str
+    namespace: NamespaceSpec | None = None
+    sid: str | None = None
+    identity: Identity | None = None
+    event: str = ""
+    args: Sequence[Any] = ()
+    joined_rooms: int = 0
+
+    @property
+    def user(self) -> str | None:
+        return self.identity.user_id if self.identity is not None else None
+
+
+class Policy(Protocol):
+    """One link of the chain; `stages` says which requests it decides."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stages(self) -> frozenset[Stage]: ...
+
+    async def decide(self, request: Request, state: StateStore, now: float) -> Decision: ...
+
+
+class PolicyFactory(Protocol):
+    """A registered policy type: builds the policy for a profile, or None when it is off."""
+
+    def __call__(self, profile: Profile) -> Policy | None: ...

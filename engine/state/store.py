@@ -1,0 +1,48 @@
+"""The `StateStore` protocol: every stateful policy operation, each one atomic.
+
+Operations are coroutines so that a networked store (one Redis call each) fits the same
+seam; the in-memory store answers without awaiting anything. Keys are plain strings built by
+the policies (`rate:<policy>:<subject>`, `ip:1.2.3.4`, `conn:ip:1.2.3.4`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from engine.policies.abuse import AbuseOptions, Banned, Verdict
+from engine.policies.rate_limit import Admission, TokenBucket
+
+
+class StateStore(Protocol):
+    async def take(self, key: str, bucket: TokenBucket, now: float) -> Admission:
+        """Spend one token of `key`'s bucket (shaped by `bucket` as of now)."""
+        ...
+
+    async def strike(self, subject: str, options: AbuseOptions, now: float, kind: str) -> Verdict:
+        """Count one strike against `subject`; `Banned` when this or an earlier strike banned."""
+        ...
+
+    async def banned(self, subjects: Sequence[str], now: float) -> Banned | None:
+        """The running ban among `subjects` that ends last, or None."""
+        ...
+
+    async def acquire(self, slots: Sequence[tuple[str, int | None]]) -> int | None:
+        """Count one connection on every `(key, cap)`, all or none.
+
+        Returns None when counted, or the index of the first slot already at its cap (a cap of
+        None only counts).
+        """
+        ...
+
+    async def release(self, keys: Sequence[str]) -> None:
+        """Undo one `acquire` of `keys`; unknown keys are ignored."""
+        ...
+
+    def active_bans(self, now: float) -> list[tuple[str, Banned, int]]:
+        """(subject, ban, bans served) of every running ban, for dashboards (best effort)."""
+        ...
+
+    def count(self, key: str) -> int:
+        """Current connection count of `key` (best effort, for dashboards and tests)."""
+        ...
