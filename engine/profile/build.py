@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import jsonschema
 
 from engine.auth import AuthConfigError, CommonOptions, CsrfOptions, build_authenticator
+from engine.cluster.options import ClusterOptions
 from engine.errors import Diagnostic, ProfileError
 from engine.monitoring.options import MonitoringOptions
 from engine.policies.abuse import AbuseOptions
@@ -61,8 +62,10 @@ def build(resolved: Resolved) -> Profile:
     monitoring = attempt(
         ("monitoring",), lambda: MonitoringOptions.from_profile(data["monitoring"])
     )
+    cluster = attempt(("cluster",), lambda: ClusterOptions.from_profile(data["cluster"]))
     if problems:
         raise ProfileError(problems)
+    assert cluster is not None
     assert auth is not None
     assert security is not None
     assert monitoring is not None
@@ -75,6 +78,7 @@ def build(resolved: Resolved) -> Profile:
         monitoring=monitoring,
         config_hash=resolved.config_hash,
         source=resolved.loaded.display,
+        cluster=cluster,
     )
 
 

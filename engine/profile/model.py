@@ -15,6 +15,7 @@ from typing import Literal
 from jsonschema.protocols import Validator
 
 from engine.auth import Authenticator, CommonOptions, CsrfOptions
+from engine.cluster.options import ClusterOptions
 from engine.monitoring.options import MonitoringOptions
 from engine.policies.abuse import AbuseOptions
 from engine.policies.access import NamespaceAccess, RolePermissions
@@ -55,6 +56,7 @@ class ServerOptions:
     trusted_proxies: tuple[Network, ...]
     access_log: bool
     log_level: str
+    workers: int = 1  # processes on this host; worker i also listens on port + i
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
@@ -135,3 +137,4 @@ class Profile:
     monitoring: MonitoringOptions
     config_hash: str
     source: str
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
