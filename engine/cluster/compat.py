@@ -118,8 +118,7 @@ def _broker(cluster: ClusterOptions, raw: Mapping[str, Any]) -> list[Problem]:
             out.append(
                 Problem(
                     ("cluster", "url"),
-                    "the URL contains a password, which would be shown by engine show and in "
-                    "logs",
+                    "the URL contains a password, which would be shown by engine show and in logs",
                     hint="move it to cluster.password (a secret; ${VAR} works there too)",
                 )
             )

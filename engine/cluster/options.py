@@ -94,11 +94,12 @@ class BalancerNode:
 
     @classmethod
     def from_profile(cls, mapping: Mapping[str, Any], index: int) -> BalancerNode:
-        """Build from one entry of ``[cluster.balancer].nodes`` (``index`` is 0-based)."""
-        address = str(mapping["address"])
-        split_host_port(address)
+        """Build from one entry of ``[cluster.balancer].nodes`` (``index`` is 0-based).
+
+        The address is not checked here: `engine.cluster.compat` reports a bad one.
+        """
         return cls(
-            address=address,
+            address=str(mapping["address"]),
             name=str(mapping.get("name") or f"node{index + 1}"),
             weight=mapping.get("weight"),
         )
@@ -140,12 +141,11 @@ class BalancerOptions:
     def from_profile(cls, mapping: Mapping[str, Any]) -> BalancerOptions:
         """Build from ``[cluster.balancer]`` (schema-valid, defaults filled)."""
         timeout = mapping.get("timeout_seconds")
+        nodes = mapping.get("nodes", [])
         return cls(
             strategy=mapping.get("strategy", "round_robin"),
             sticky=mapping.get("sticky", "none"),
-            nodes=tuple(
-                BalancerNode.from_profile(node, i) for i, node in enumerate(mapping.get("nodes", []))
-            ),
+            nodes=tuple(BalancerNode.from_profile(node, i) for i, node in enumerate(nodes)),
             listen=str(mapping.get("listen", "0.0.0.0:80")),
             cookie_name=str(mapping.get("cookie_name", "engine_node")),
             timeout_seconds=float(timeout) if timeout is not None else None,
