@@ -1,4 +1,4 @@
-"""The `engine` command: run, validate, show, diff. `main(argv) -> int` never raises.
+"""The `engine` command: run, validate, show, diff, lb-config. `main(argv) -> int` never raises.
 
 Exit codes: 0 ok, 78 invalid profile (EX_CONFIG), 2 usage, 1 unexpected failure.
 """
@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     diff = commands.add_parser("diff", help="semantic differences between two profiles")
     diff.add_argument("old", type=Path, metavar="A")
     diff.add_argument("new", type=Path, metavar="B")
+
+    lb = commands.add_parser("lb-config", help="print a load balancer configuration")
+    lb.add_argument("file", type=Path, metavar="PROFILE")
+    lb.add_argument("--format", choices=["haproxy", "nginx"], required=True)
+    lb.add_argument(
+        "--listen", metavar="HOST:PORT", help="balancer address (default: its profile listen)"
+    )
     return parser
 
 
@@ -100,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from engine.cli import inspect, run, validate
+    from engine.cli import inspect, lb_config, run, validate
 
     if args.command == "validate":
         return validate.command(
@@ -110,6 +117,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return inspect.show(args.file, origin=args.origin)
     if args.command == "diff":
         return inspect.diff(args.old, args.new)
+    if args.command == "lb-config":
+        return lb_config.command(args.file, fmt=args.format, listen=args.listen)
     profile = getattr(args, "profile", None)
     return run.command(profile, getattr(args, "bind", None))
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import jsonschema
 
 from engine.auth import AuthConfigError, CommonOptions, CsrfOptions, build_authenticator
+from engine.cluster.options import ClusterOptions
 from engine.errors import Diagnostic, ProfileError
 from engine.monitoring.options import MonitoringOptions
 from engine.policies.abuse import AbuseOptions
@@ -65,8 +66,10 @@ def build(resolved: Resolved) -> Profile:
     monitoring = attempt(
         ("monitoring",), lambda: MonitoringOptions.from_profile(data["monitoring"])
     )
+    cluster = attempt(("cluster",), lambda: ClusterOptions.from_profile(data["cluster"]))
     if problems:
         raise ProfileError(problems)
+    assert cluster is not None
     assert auth is not None
     assert security is not None
     assert monitoring is not None
@@ -83,6 +86,7 @@ def build(resolved: Resolved) -> Profile:
         errors=_errors(data["errors"]),
         admin=AdminOptions(token=data["admin"].get("token"), path=data["admin"]["path"]),
         path=resolved.loaded.sources[0].path if resolved.loaded.sources else None,
+        cluster=cluster,
     )
 
 

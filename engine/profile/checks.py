@@ -13,6 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from engine.cluster import compat
+from engine.cluster.options import ClusterOptions
+from engine.cluster.topology import Deployment
 from engine.errors import Diagnostic
 from engine.policies.origin import pattern_error
 from engine.profile.load import Loaded
@@ -225,12 +228,27 @@ def check_admin_ui(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
     return out
 
 
+def check_cluster(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    """`[cluster]`, `[cluster.balancer]` and `[server] workers`: see engine.cluster.compat."""
+    table = data["cluster"]
+    found = compat.problems(
+        ClusterOptions.from_profile(table), Deployment.from_profile(data["server"]), declared=table
+    )
+    return [
+        loaded.diagnostic(
+            p.path, p.message, severity=p.severity, expected=p.expected, got=p.got, hint=p.hint
+        )
+        for p in found
+    ]
+
+
 CHECKS: tuple[Check, ...] = (
     check_ping,
     check_namespaces,
     check_server,
     check_risks,
     check_admin_ui,
+    check_cluster,
 )
 
 

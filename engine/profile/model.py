@@ -15,6 +15,7 @@ from typing import Literal
 from jsonschema.protocols import Validator
 
 from engine.auth import Authenticator, CommonOptions, CsrfOptions
+from engine.cluster.options import ClusterOptions
 from engine.monitoring.options import MonitoringOptions
 from engine.policies.abuse import AbuseOptions
 from engine.policies.access import NamespaceAccess, RolePermissions
@@ -56,6 +57,7 @@ class ServerOptions:
     trusted_proxies: tuple[Network, ...]
     access_log: bool
     log_level: str
+    workers: int = 1  # processes on this host; worker i also listens on port + i
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
@@ -189,4 +191,5 @@ class Profile:
     maintenance: MaintenanceOptions = MaintenanceOptions()
     errors: ErrorOptions = ErrorOptions()
     admin: AdminOptions = AdminOptions()
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     path: Path | None = None
