@@ -14,6 +14,9 @@ import pytest
 
 from engine.profile.build import load_profile
 from engine.serve import Running, serve
+from tests.redis_server import redis_server
+
+__all__ = ["redis_server"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
