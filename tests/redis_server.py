@@ -12,18 +12,19 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 
 def _drain(stream: IO[str]) -> None:
-    try:
-        for _ in stream:
+    with stream:
+        try:
+            for _ in stream:
+                pass
+        except (OSError, ValueError):
             pass
-    except (OSError, ValueError):
-        pass
 
 
 def free_port() -> int:
@@ -38,6 +39,7 @@ class RedisServer:
         self.workdir = workdir
         self.port = port or free_port()
         self.process: subprocess.Popen[str] | None = None
+        self.drainer: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -72,7 +74,10 @@ class RedisServer:
         for line in self.process.stdout:  # blocks per line; redis prints readiness promptly
             if "Ready to accept connections" in line:
                 # keep draining the log so a chatty server never blocks on a full pipe
-                threading.Thread(target=_drain, args=(self.process.stdout,), daemon=True).start()
+                self.drainer = threading.Thread(
+                    target=_drain, args=(self.process.stdout,), daemon=True
+                )
+                self.drainer.start()
                 return
             if time.monotonic() > deadline:
                 break
@@ -87,6 +92,11 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.drainer is not None:
+            self.drainer.join(timeout=10)
+            self.drainer = None
+        elif self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         self.process = None
 
 
