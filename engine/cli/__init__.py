@@ -56,11 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print the resolved profile (secrets redacted)")
     show.add_argument("file", type=Path, metavar="FILE")
     show.add_argument("--origin", action="store_true", help="say where each value came from")
+    _check_env_argument(show)
 
     diff = commands.add_parser("diff", help="semantic differences between two profiles")
     diff.add_argument("old", type=Path, metavar="A")
     diff.add_argument("new", type=Path, metavar="B")
+    _check_env_argument(diff)
     return parser
+
+
+def _check_env_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--check-env",
+        action="store_true",
+        help="require every ${VAR} to be set (default: placeholders stand in, as in validate)",
+    )
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,9 +117,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.files, strict=args.strict, fmt=args.format, check_env=args.check_env
         )
     if args.command == "show":
-        return inspect.show(args.file, origin=args.origin)
+        return inspect.show(args.file, origin=args.origin, check_env=args.check_env)
     if args.command == "diff":
-        return inspect.diff(args.old, args.new)
+        return inspect.diff(args.old, args.new, check_env=args.check_env)
     profile = getattr(args, "profile", None)
     return run.command(profile, getattr(args, "bind", None))
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import Diagnostic
+from engine.monitoring.dashboard import is_loopback
 from engine.policies.origin import pattern_error
 from engine.profile.load import Loaded
 
@@ -208,24 +209,14 @@ def check_admin_ui(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
     return out
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def dashboard_exposure(host: str, *, enabled: bool, has_token: bool) -> str | None:
+    """Why serving the dashboard on `host` is unsafe, or None.
 
-
-def dashboard_exposure(host: str, data: dict[str, Any]) -> str | None:
-    """Why serving `data`'s dashboard on `host` is unsafe, or None.
-
-    Without a token the dashboard is open to whoever can reach it, which is acceptable only
-    when the engine listens on a loopback address. Also checked at run time for `--bind`.
+    Without a token the dashboard is open to local clients (the engine admits only loopback
+    peers then), which is acceptable only while the engine listens on a loopback address.
+    Checked when a profile is validated and again at run time for `--bind`.
     """
-    dashboard = data["monitoring"]["dashboard"]
-    if not dashboard["enabled"] or dashboard.get("token") or is_loopback(host):
+    if not enabled or has_token or is_loopback(host):
         return None
     return (
         f"the dashboard is enabled without a token on {host}, which is not a loopback "
@@ -235,7 +226,10 @@ def dashboard_exposure(host: str, data: dict[str, Any]) -> str | None:
 
 
 def check_dashboard(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
-    problem = dashboard_exposure(data["server"]["host"], data)
+    dashboard = data["monitoring"]["dashboard"]
+    problem = dashboard_exposure(
+        data["server"]["host"], enabled=dashboard["enabled"], has_token="token" in dashboard
+    )
     return [loaded.diagnostic(("monitoring", "dashboard"), problem)] if problem else []
 
 
