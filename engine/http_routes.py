@@ -26,6 +26,7 @@ from engine.monitoring import (
     dashboard_html,
     login_html,
 )
+from engine.monitoring.dashboard import is_loopback
 from engine.monitoring.sinks import PrometheusSink
 
 Scope = MutableMapping[str, Any]
@@ -317,9 +318,8 @@ class DashboardRoutes:
         if not options.enabled:
             return {}
         if not options.token:
-            log.warning(
-                "monitoring.dashboard is enabled without a token: %s refuses every request",
-                options.path,
+            log.debug(
+                "monitoring.dashboard has no token: %s admits local clients only", options.path
             )
         return {
             options.path: Route(self.dashboard),
@@ -330,7 +330,15 @@ class DashboardRoutes:
         }
 
     def admitted(self, request: Request) -> bool:
+        """The admin token when one is set; without one, only a peer on this machine.
+
+        A profile may leave the token out only while the engine listens on a loopback
+        address (checked at validation and for `--bind`); the peer check holds even so, e.g.
+        behind a local reverse proxy that would forward remote clients.
+        """
         token = self.monitor.options.dashboard.token
+        if token is None:
+            return request.client is not None and is_loopback(request.client)
         return check_admin(request.headers, request.cookies, token)
 
     def page(self, body: bytes, csp: str, status: int = 200) -> Response:

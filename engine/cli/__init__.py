@@ -56,10 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print the resolved profile (secrets redacted)")
     show.add_argument("file", type=Path, metavar="FILE")
     show.add_argument("--origin", action="store_true", help="say where each value came from")
+    _check_env_argument(show)
 
     diff = commands.add_parser("diff", help="semantic differences between two profiles")
     diff.add_argument("old", type=Path, metavar="A")
     diff.add_argument("new", type=Path, metavar="B")
+    _check_env_argument(diff)
 
     lb = commands.add_parser("lb-config", help="print a load balancer configuration")
     lb.add_argument("file", type=Path, metavar="PROFILE")
@@ -68,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen", metavar="HOST:PORT", help="balancer address (default: its profile listen)"
     )
     return parser
+
+
+def _check_env_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--check-env",
+        action="store_true",
+        help="require every ${VAR} to be set (default: placeholders stand in, as in validate)",
+    )
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,9 +124,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.files, strict=args.strict, fmt=args.format, check_env=args.check_env
         )
     if args.command == "show":
-        return inspect.show(args.file, origin=args.origin)
+        return inspect.show(args.file, origin=args.origin, check_env=args.check_env)
     if args.command == "diff":
-        return inspect.diff(args.old, args.new)
+        return inspect.diff(args.old, args.new, check_env=args.check_env)
     if args.command == "lb-config":
         return lb_config.command(args.file, fmt=args.format, listen=args.listen)
     profile = getattr(args, "profile", None)

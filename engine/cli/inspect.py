@@ -1,9 +1,14 @@
-"""`engine show` and `engine diff`: read resolved profiles, never print a secret."""
+"""`engine show` and `engine diff`: read resolved profiles, never print a secret.
+
+Like `engine validate`, they need no environment: an unset `${VAR}` without a default is
+replaced by a placeholder and named on stderr; `--check-env` makes such a variable an error.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,8 +76,21 @@ def origin_of(resolved: Resolved, path: KeyPath) -> Origin:
     return resolved.loaded.origin(path)
 
 
-def show(file: Path, *, origin: bool) -> int:
-    resolved = resolve(file)
+def _resolve(file: Path, *, check_env: bool) -> Resolved:
+    resolved = resolve(file, check_env=check_env, require_env=check_env)
+    unset = resolved.loaded.unset_variables
+    if unset:
+        print(
+            f"engine: {resolved.loaded.display}: environment variable"
+            f"{'s' * (len(unset) > 1)} {', '.join(unset)} not set: placeholders shown, "
+            "config_hash not the deployed one (--check-env requires them)",
+            file=sys.stderr,
+        )
+    return resolved
+
+
+def show(file: Path, *, origin: bool, check_env: bool = False) -> int:
+    resolved = _resolve(file, check_env=check_env)
     data = redact(resolved.data)
     print(f"# resolved profile {resolved.loaded.display} (config_hash {resolved.config_hash})")
     if not origin:
@@ -94,8 +112,8 @@ def _fingerprint(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def diff(old_file: Path, new_file: Path) -> int:
-    old, new = resolve(old_file), resolve(new_file)
+def diff(old_file: Path, new_file: Path, *, check_env: bool = False) -> int:
+    old, new = _resolve(old_file, check_env=check_env), _resolve(new_file, check_env=check_env)
     before, after = dict(leaves(old.data)), dict(leaves(new.data))
     lines: list[tuple[bool, str]] = []
     for path in sorted(set(before) | set(after), key=format_path):

@@ -8,21 +8,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from engine.errors import EX_CONFIG, EX_OK, Diagnostic, ProfileError
-from engine.profile.build import build
+from engine.profile.build import diagnose
 from engine.profile.load import display_name
-from engine.profile.validate import resolve
 
 
 def check_file(
     path: Path, *, check_env: bool, environ: Mapping[str, str] | None = None
 ) -> list[Diagnostic]:
-    """Every diagnostic of one profile (errors, or the warnings of a valid one), sorted."""
+    """Every diagnostic of one profile (errors and warnings), sorted."""
     try:
-        resolved = resolve(path, environ, check_env=check_env, require_env=check_env)
-        build(resolved)
-    except ProfileError as exc:
-        return sorted(exc.diagnostics, key=Diagnostic.sort_key)
-    return sorted(resolved.warnings, key=Diagnostic.sort_key)
+        _profile, found = diagnose(path, environ, check_env=check_env, require_env=check_env)
+    except ProfileError as exc:  # the file could not be read or composed at all
+        found = list(exc.diagnostics)
+    return sorted(found, key=Diagnostic.sort_key)
 
 
 def command(files: Sequence[Path], *, strict: bool, fmt: str, check_env: bool) -> int:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import functools
 import hmac
 import html
+import ipaddress
 import json
 from collections.abc import Mapping
 from importlib import resources
 
 from engine.monitoring.sinks.prometheus import bearer_ok
 
-__all__ = ["ADMIN_COOKIE", "admin_cookie", "check_admin", "dashboard_html", "login_html"]
+__all__ = [
+    "ADMIN_COOKIE",
+    "admin_cookie",
+    "check_admin",
+    "dashboard_html",
+    "is_loopback",
+    "login_html",
+]
 
 ADMIN_COOKIE = "engine_admin_token"
 
@@ -87,3 +95,13 @@ def check_admin(headers: Mapping[str, str], cookies: Mapping[str, str], token: s
 
 def _has_authorization(headers: Mapping[str, str]) -> bool:
     return any(key.lower() == "authorization" for key in headers)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -38,24 +38,34 @@ from engine.profile.model import (
     SecuritySpec,
     ServerOptions,
 )
-from engine.profile.validate import Resolved, resolve
+from engine.profile.validate import InvalidProfile, Resolved, resolve
 from engine.registry import UnknownType
 from engine.rooms import RoomTemplate
 
 T = TypeVar("T")
 
 
-def build(resolved: Resolved) -> Profile:
-    """Build every component once; a component that cannot be built is a `ProfileError`."""
+def build(resolved: Resolved, *, incomplete: bool = False) -> Profile:
+    """Build every component once; a component that cannot be built is a `ProfileError`.
+
+    :param incomplete: `resolved` is what is left of an invalid profile (`InvalidProfile.partial`):
+        build what can be built to find its problems too, skip components whose inputs failed
+        the schema, then raise `ProfileError` (possibly empty) since no `Profile` can result.
+    """
     data = resolved.data
     problems: list[Diagnostic] = []
 
     def attempt(path: KeyPath, make: Callable[[], T]) -> T | None:
+        if resolved.affected(path):
+            return None
         try:
             return make()
         except (AuthConfigError, UnknownType, ValueError, OSError, re.error) as exc:
             problems.append(_diagnostic(resolved, path, exc))
-            return None
+        except (KeyError, TypeError):
+            if not incomplete:
+                raise
+        return None
 
     namespaces = {
         name: attempt(("namespaces", name), partial(_namespace, resolved, name, spec))
@@ -67,7 +77,7 @@ def build(resolved: Resolved) -> Profile:
         ("monitoring",), lambda: MonitoringOptions.from_profile(data["monitoring"])
     )
     cluster = attempt(("cluster",), lambda: ClusterOptions.from_profile(data["cluster"]))
-    if problems:
+    if problems or incomplete:
         raise ProfileError(problems)
     assert cluster is not None
     assert auth is not None
@@ -160,9 +170,41 @@ def _security(table: Mapping[str, Any]) -> SecuritySpec:
     )
 
 
+def diagnose(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    check_env: bool = False,
+    require_env: bool = True,
+) -> tuple[Profile | None, list[Diagnostic]]:
+    """Load, validate and build; the profile (None if invalid) and every diagnostic at once.
+
+    Schema errors, semantic checks and component builds are reported together: each later
+    stage runs on what the earlier ones left valid.
+    """
+    try:
+        resolved = resolve(path, environ, check_env=check_env, require_env=require_env)
+    except InvalidProfile as exc:
+        found = list(exc.diagnostics)
+        if exc.partial is not None:
+            try:
+                build(exc.partial, incomplete=True)
+            except ProfileError as more:
+                known = {d.path for d in found}
+                found += [d for d in more.diagnostics if d.path not in known]
+        return None, found
+    try:
+        return build(resolved), list(resolved.warnings)
+    except ProfileError as exc:
+        return None, [*exc.diagnostics, *resolved.warnings]
+
+
 def load_profile(path: Path, environ: Mapping[str, str] | None = None) -> Profile:
     """Load, validate and build; raises `ProfileError` with every diagnostic."""
-    return build(resolve(path, os.environ if environ is None else environ))
+    profile, found = diagnose(path, os.environ if environ is None else environ)
+    if profile is None:
+        raise ProfileError([d for d in found if d.severity == "error"])
+    return profile
 
 
 def _server(resolved: Resolved) -> ServerOptions:

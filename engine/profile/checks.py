@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,11 +16,10 @@ from engine.cluster import compat
 from engine.cluster.options import ClusterOptions
 from engine.cluster.topology import Deployment
 from engine.errors import Diagnostic
+from engine.monitoring.dashboard import is_loopback
 from engine.policies.origin import pattern_error
 from engine.profile.load import Loaded
-from engine.rooms import RoomTemplate, TemplateError
 
-_NAMESPACE = re.compile(r"^/(?:[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*)?$")
 RESERVED_EVENTS = frozenset(
     {
         "connect",
@@ -56,24 +54,10 @@ def check_ping(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
 
 
 def check_namespaces(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    """Reserved event names (namespace names and room templates are schema patterns)."""
     out: list[Diagnostic] = []
     for name, spec in data["namespaces"].items():
         base = ("namespaces", name)
-        if not _NAMESPACE.match(name):
-            out.append(
-                loaded.diagnostic(
-                    base,
-                    "invalid namespace name",
-                    expected="'/' or '/segment[/segment...]' of letters, digits, _ - . ~",
-                    got=repr(name),
-                )
-            )
-        for key, wildcard in (("auto_join", False), ("client_join", True)):
-            for index, text in enumerate(spec.get(key, [])):
-                try:
-                    RoomTemplate.parse(text, wildcard=wildcard)
-                except TemplateError as exc:
-                    out.append(loaded.diagnostic((*base, key, index), f"invalid room {exc}"))
         events = spec.get("events")
         names = events if isinstance(events, list) else list(events or {})
         for index, event in enumerate(names):
@@ -94,7 +78,7 @@ def check_namespaces(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
 def check_server(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
     server = data["server"]
     out: list[Diagnostic] = []
-    for index, cidr in enumerate(server["trusted_proxies"]):
+    for index, cidr in enumerate(server.get("trusted_proxies", [])):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
@@ -106,7 +90,7 @@ def check_server(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
                     got=repr(cidr),
                 )
             )
-    for index, origin in enumerate(server["allowed_origins"]):
+    for index, origin in enumerate(server.get("allowed_origins", [])):
         problem = pattern_error(origin)
         if problem:
             out.append(
@@ -242,6 +226,30 @@ def check_cluster(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
     ]
 
 
+def dashboard_exposure(host: str, *, enabled: bool, has_token: bool) -> str | None:
+    """Why serving the dashboard on `host` is unsafe, or None.
+
+    Without a token the dashboard is open to local clients (the engine admits only loopback
+    peers then), which is acceptable only while the engine listens on a loopback address.
+    Checked when a profile is validated and again at run time for `--bind`.
+    """
+    if not enabled or has_token or is_loopback(host):
+        return None
+    return (
+        f"the dashboard is enabled without a token on {host}, which is not a loopback "
+        'address: set monitoring.dashboard.token (for example "${ENGINE_ADMIN_TOKEN}") or '
+        "listen on 127.0.0.1"
+    )
+
+
+def check_dashboard(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    dashboard = data["monitoring"]["dashboard"]
+    problem = dashboard_exposure(
+        data["server"]["host"], enabled=dashboard["enabled"], has_token="token" in dashboard
+    )
+    return [loaded.diagnostic(("monitoring", "dashboard"), problem)] if problem else []
+
+
 CHECKS: tuple[Check, ...] = (
     check_ping,
     check_namespaces,
@@ -249,11 +257,23 @@ CHECKS: tuple[Check, ...] = (
     check_risks,
     check_admin_ui,
     check_cluster,
+    check_dashboard,
 )
 
 
-def run(loaded: Loaded, *, check_env: bool = False) -> list[Diagnostic]:
+def run(
+    loaded: Loaded, data: dict[str, Any], *, check_env: bool = False, partial: bool = False
+) -> list[Diagnostic]:
+    """Every check's diagnostics.
+
+    :param partial: `data` had schema errors and the invalid values were pruned: a check
+        whose inputs are missing (KeyError) is skipped rather than reported.
+    """
     out: list[Diagnostic] = []
     for check in (*CHECKS, check_environment) if check_env else CHECKS:
-        out.extend(check(loaded, loaded.data))
+        try:
+            out.extend(check(loaded, data))
+        except (KeyError, TypeError):
+            if not partial:
+                raise
     return out

@@ -21,6 +21,7 @@ from engine.profile.locate import KeyPath, Position, format_path, locate, neares
 _TOML_ERROR_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 _VAR = re.compile(r"\$(\$)?\{([^}]*)\}")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+UNSET = " (unset)"  # suffix of a variable name whose placeholder stands in for its value
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,17 @@ class Loaded:
     data: dict[str, Any]
     sources: list[Source]  # most derived first
     env_paths: dict[KeyPath, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def unset_variables(self) -> list[str]:
+        """Variables without a value or default, replaced by placeholders (`require_env=False`)."""
+        names = {
+            name.removesuffix(UNSET)
+            for used in self.env_paths.values()
+            for name in used
+            if name.endswith(UNSET)
+        }
+        return sorted(names)
 
     @property
     def display(self) -> str:
@@ -242,13 +254,15 @@ def interpolate(
         if not _VAR_NAME.match(name):
             raise InterpolationError(name, f"invalid variable reference '${{{body}}}'")
         value = environ.get(name)
-        used.append(name if value is not None else f"{name} (unset, default used)")
         if value is None or (sep and value == ""):
             if sep:
+                used.append(f"{name} (unset, default used)")
                 return default
             if not require_env:
+                used.append(name + UNSET)
                 return placeholder(name)
             raise InterpolationError(name, f"environment variable {name} is not set")
+        used.append(name)
         return value
 
     result = _VAR.sub(replace, text)
@@ -277,6 +291,12 @@ def set_at(node: Any, path: KeyPath, value: Any) -> None:
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
+
+
+def delete_at(node: Any, path: KeyPath) -> None:
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
 
 
 def load(path: Path, environ: Mapping[str, str], *, require_env: bool = True) -> Loaded:

@@ -1,15 +1,26 @@
-"""The profile's JSON Schema as data: where it lives, what a path's type is, defaults, secrets.
+"""The profile's JSON Schema: assembled from one fragment per section, and its editor form.
 
-The schema file is the single description of the profile: editors read it through the
-`#:schema` line, the validator checks against it, and this module derives defaults, type
-coercion of interpolated values and the set of secret fields (`"writeOnly": true`) from it.
+Single source: every top-level section of a profile is described by one JSON Schema fragment
+that lives next to the package owning the section (`SECTIONS`). From these fragments come
+
+- the *resolved* schema (`profile_schema()`), which the engine validates profiles against after
+  `${VAR}` interpolation, and from which defaults, the type coercion of interpolated values and
+  the set of secret fields (`"writeOnly": true`) are derived;
+- the *published* schema `schema/profile.schema.json` (`editor_schema()`), which editors (Taplo,
+  VS Code's Even Better TOML) read through each profile's `#:schema` line. Editors see the value
+  as written, so every leaf also accepts a whole-value interpolation string (`${VAR}`,
+  `${VAR:-default}`). It is generated: `scripts/gen-schema` (`python -m engine.profile.schema
+  --write`) rewrites it and a test fails when it is stale.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import functools
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +29,36 @@ from engine.profile.locate import KeyPath
 _PACKAGE = Path(__file__).resolve().parents[1]
 REDACTED = "<redacted>"
 
+# One line per top-level section: its key and its fragment, relative to the `engine` package.
+# Keep the lines sorted. A fragment may carry `definitions` (hoisted into the assembled schema;
+# `$ref` them as `#/definitions/<name>`); `sections/root.json` holds the document-level keys
+# and the definitions several sections share.
+SECTIONS: dict[str, str] = {
+    "admin": "profile/sections/admin.json",
+    "auth": "auth/schema_fragment.json",
+    "cluster": "cluster/schema_fragment.json",
+    "engine": "profile/sections/engine.json",
+    "errors": "profile/sections/errors.json",
+    "maintenance": "profile/sections/maintenance.json",
+    "monitoring": "monitoring/schema_fragment.json",
+    "namespaces": "profile/sections/namespaces.json",
+    "security": "profile/sections/security.json",
+    "server": "profile/sections/server.json",
+}
+ROOT_FRAGMENT = "profile/sections/root.json"
+PUBLISHED = _PACKAGE.parent / "schema" / "profile.schema.json"
+
+INTERPOLATION_PATTERN = r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$"
+INTERPOLATION: dict[str, Any] = {
+    "description": "The whole value from an environment variable: `${VAR}` or "
+    "`${VAR:-default}`, converted to the key's type when the profile is loaded.",
+    "type": "string",
+    "pattern": INTERPOLATION_PATTERN,
+}
+_SCALARS = frozenset({"string", "integer", "number", "boolean"})
+# kept on the outside of a wrapped leaf, where editors look for hover text and completions
+_ANNOTATIONS = ("title", "description", "default", "examples", "writeOnly")
+
 
 def data_file(name: str, repo_dir: str) -> Path:
     """A file shipped in the wheel under engine/_data, or found in the source checkout."""
@@ -25,10 +66,92 @@ def data_file(name: str, repo_dir: str) -> Path:
     return packaged if packaged.is_file() else _PACKAGE.parent / repo_dir / name
 
 
+def _read_fragment(relative: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((_PACKAGE / relative).read_text(encoding="utf-8"))
+    loaded.pop("$schema", None)  # fragments may say which draft they are, for their own tests
+    return loaded
+
+
+def assemble(sections: dict[str, str] | None = None) -> dict[str, Any]:
+    """The resolved profile schema, put together from the root and one fragment per section."""
+    root = _read_fragment(ROOT_FRAGMENT)
+    root["$schema"] = "http://json-schema.org/draft-07/schema#"
+    definitions: dict[str, Any] = root.setdefault("definitions", {})
+    properties: dict[str, Any] = root.setdefault("properties", {})
+    for name, relative in (SECTIONS if sections is None else sections).items():
+        fragment = _read_fragment(relative)
+        fragment.pop("title", None)
+        for key, definition in fragment.pop("definitions", {}).items():
+            if key in definitions and definitions[key] != definition:
+                raise ValueError(f"{relative}: definition '{key}' differs from another one")
+            definitions[key] = definition
+        if name in properties:
+            raise ValueError(f"{relative}: section '{name}' is defined twice")
+        properties[name] = fragment
+    first = ("$schema", "$id", "title", "description")
+    ordered: dict[str, Any] = {k: root[k] for k in first if k in root}
+    ordered.update({k: v for k, v in root.items() if k not in ordered})
+    return ordered
+
+
 @functools.cache
 def profile_schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(data_file("profile.schema.json", "schema").read_text())
-    return loaded
+    """The resolved schema the engine validates interpolated, typed values against."""
+    return assemble()
+
+
+def _is_leaf(node: dict[str, Any]) -> bool:
+    kind = node.get("type")
+    kinds = {kind} if isinstance(kind, str) else set(kind or ())
+    if kinds:
+        return kinds <= _SCALARS
+    return "enum" in node or "const" in node
+
+
+def _constrained(node: dict[str, Any]) -> bool:
+    """Whether some string would be refused: only then does interpolation need its own branch."""
+    return node.get("type") != "string" or bool(set(node) - {*_ANNOTATIONS, "type"})
+
+
+def _editor(node: Any, root: dict[str, Any]) -> Any:
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    for key in ("properties", "patternProperties", "definitions"):
+        if isinstance(node.get(key), dict):
+            out[key] = {k: _editor(v, root) for k, v in node[key].items()}
+    for key in ("additionalProperties", "items"):
+        if isinstance(node.get(key), dict):
+            out[key] = _editor(node[key], root)
+    if isinstance(node.get("propertyNames"), dict):
+        out["propertyNames"] = _deref(node["propertyNames"], root)  # keys are never interpolated
+    for key in ("oneOf", "anyOf"):
+        if key in node:
+            # interpolation may make several branches match: any of them will do for an editor
+            out.pop(key)
+            out["anyOf"] = [_editor(branch, root) for branch in node[key]]
+    if _is_leaf(node) and _constrained(node):
+        outer = {key: node[key] for key in _ANNOTATIONS if key in node}
+        inner = {key: value for key, value in node.items() if key not in _ANNOTATIONS}
+        outer["anyOf"] = [inner, {"$ref": "#/definitions/interpolation"}]
+        return outer
+    return out
+
+
+def editor_schema() -> dict[str, Any]:
+    """The published schema: the resolved one, each leaf also accepting `${VAR}`."""
+    resolved = copy.deepcopy(profile_schema())
+    published: dict[str, Any] = _editor(resolved, resolved)
+    published["$comment"] = (
+        "Generated from engine/profile/sections/*.json and engine/*/schema_fragment.json by "
+        "scripts/gen-schema; do not edit."
+    )
+    published["definitions"]["interpolation"] = INTERPOLATION
+    return published
+
+
+def render_published() -> str:
+    return json.dumps(editor_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -164,3 +287,31 @@ def redact(data: Any, path: KeyPath = ()) -> Any:
     if isinstance(data, list):
         return [redact(value, (*path, index)) for index, value in enumerate(data)]
     return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m engine.profile.schema --write | --check`: (re)generate the published schema."""
+    parser = argparse.ArgumentParser(prog="python -m engine.profile.schema")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", action="store_true", help=f"rewrite {PUBLISHED.name}")
+    group.add_argument("--check", action="store_true", help="exit 1 when it is stale")
+    group.add_argument("--resolved", action="store_true", help="print the resolved schema")
+    args = parser.parse_args(argv)
+    if args.resolved:
+        print(json.dumps(profile_schema(), indent=2, ensure_ascii=False))
+        return 0
+    text = render_published()
+    current = PUBLISHED.read_text(encoding="utf-8") if PUBLISHED.is_file() else ""
+    if args.check:
+        if current != text:
+            print(f"{PUBLISHED} is stale: run scripts/gen-schema", file=sys.stderr)
+            return 1
+        return 0
+    if current != text:
+        PUBLISHED.write_text(text, encoding="utf-8")
+        print(f"wrote {PUBLISHED}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,11 +8,12 @@ that JSON Schema cannot express run (`engine.profile.checks`). Messages follow o
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from engine.errors import Diagnostic, ProfileError
 from engine.profile import checks
-from engine.profile.load import Loaded, load, set_at
+from engine.profile.load import UNSET, Loaded, delete_at, load, set_at
 from engine.profile.locate import KeyPath
 from engine.profile.schema import (
     REDACTED,
@@ -33,22 +34,41 @@ from engine.profile.schema import (
     redact,
     types_at,
 )
+from engine.rooms import RoomTemplate, TemplateError
 
 
 @dataclass(slots=True)
 class Resolved:
-    """A valid profile document with defaults filled, and how it was put together."""
+    """A valid profile document with defaults filled, and how it was put together.
+
+    `invalid` is empty for a valid profile. For an invalid one (see `InvalidProfile.partial`)
+    it holds the paths whose values failed the schema; they are pruned from `data`, so later
+    stages (semantic checks, component builds) can still run on what is left.
+    """
 
     data: dict[str, Any]
     loaded: Loaded
     defaulted: set[KeyPath]
     warnings: list[Diagnostic] = field(default_factory=list)
+    invalid: frozenset[KeyPath] = frozenset()
 
     @property
     def config_hash(self) -> str:
         """Stable hash of the resolved profile; secrets are redacted first so it can be shown."""
         canonical = json.dumps(redact(self.data), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def affected(self, path: KeyPath) -> bool:
+        """Whether an invalid value lies at or below `path` (its inputs are not trustworthy)."""
+        return any(bad[: len(path)] == path for bad in self.invalid)
+
+
+class InvalidProfile(ProfileError):
+    """A profile with schema or semantic errors; `partial` is what later stages may still read."""
+
+    def __init__(self, diagnostics: list[Diagnostic], partial: Resolved | None) -> None:
+        super().__init__(diagnostics)
+        self.partial = partial
 
 
 def resolve(
@@ -60,34 +80,65 @@ def resolve(
 ) -> Resolved:
     """Load, validate and default-fill a profile; raise `ProfileError` with all diagnostics.
 
+    Schema errors do not stop the semantic checks: values that failed the schema are pruned
+    and every check whose inputs are still there runs, so one run reports both kinds.
+
     :param check_env: also check this machine (handler imports, files).
     :param require_env: an unset `${VAR}` without default is an error; when false (plain
-        `engine validate`), a placeholder stands in so the shape can still be checked.
+        `engine validate`, `show`, `diff`), a placeholder stands in so the shape can be checked.
     """
     env = os.environ if environ is None else environ
     loaded = load(path, env, require_env=require_env)
-    problems = coerce_interpolated(loaded)
+    problems, invalid = coerce_interpolated(loaded)
     reported = {d.path for d in problems}
-    problems += [d for d in schema_diagnostics(loaded) if d.path not in reported]
-    if problems:
-        raise ProfileError(problems)
+    for bad, diag in schema_problems(loaded):
+        if diag.path not in reported:
+            problems.append(diag)
+            if bad is not None:
+                invalid.add(bad)
+    reported = {d.path for d in problems}
     loaded.data.pop("extends", None)  # resolved: how it was composed no longer matters
     defaulted = set(fill_defaults(loaded.data))
-    found = checks.run(loaded, check_env=check_env)
-    errors = [d for d in found if d.severity == "error"]
-    if errors:
-        raise ProfileError(found)
-    return Resolved(loaded.data, loaded, defaulted, [d for d in found if d.severity == "warning"])
+    data = prune(loaded.data, invalid) if invalid else loaded.data
+    found = [
+        d
+        for d in checks.run(loaded, data, check_env=check_env, partial=bool(problems))
+        if d.path not in reported
+    ]
+    resolved = Resolved(data, loaded, defaulted, invalid=frozenset(invalid))
+    if problems or any(d.severity == "error" for d in found):
+        raise InvalidProfile([*problems, *found], resolved)
+    resolved.warnings = found
+    return resolved
 
 
-def coerce_interpolated(loaded: Loaded) -> list[Diagnostic]:
+def prune(data: dict[str, Any], invalid: set[KeyPath]) -> dict[str, Any]:
+    """A copy of `data` without the values at `invalid` paths (a whole array for a bad item)."""
+    pruned = copy.deepcopy(data)
+    for path in sorted(invalid, key=len):
+        while path and isinstance(path[-1], int):
+            path = path[:-1]  # arrays are replaced whole: drop the array, not shift its items
+        node: Any = pruned
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if path and isinstance(node, dict):
+            node.pop(path[-1], None)
+    return pruned
+
+
+def coerce_interpolated(loaded: Loaded) -> tuple[list[Diagnostic], set[KeyPath]]:
     problems = []
+    invalid: set[KeyPath] = set()
     for path, variables in loaded.env_paths.items():
         node: Any = loaded.data
         for key in path:
             node = node[key]
         value, wanted = coerce(node, types_at(path))
-        if wanted:
+        if wanted and isinstance(path[-1], str) and any(n.endswith(UNSET) for n in variables):
+            # a placeholder for an unset variable (validate/show without the environment):
+            # the shape is what matters, so the key's default stands in for it
+            delete_at(loaded.data, path)
+        elif wanted:
             shown = REDACTED if is_secret(path) else repr(node)
             problems.append(
                 loaded.diagnostic(
@@ -98,14 +149,20 @@ def coerce_interpolated(loaded: Loaded) -> list[Diagnostic]:
                     got=shown,
                 )
             )
+            invalid.add(path)
         else:
             set_at(loaded.data, path, value)
-    return problems
+    return problems, invalid
 
 
 def schema_diagnostics(loaded: Loaded) -> list[Diagnostic]:
+    return [diag for _, diag in schema_problems(loaded)]
+
+
+def schema_problems(loaded: Loaded) -> list[tuple[KeyPath | None, Diagnostic]]:
+    """Every schema error, each with the path of the offending value (None: a missing key)."""
     validator = jsonschema.Draft7Validator(profile_schema())
-    out: list[Diagnostic] = []
+    out: list[tuple[KeyPath | None, Diagnostic]] = []
     for error in validator.iter_errors(loaded.data):
         out.extend(_describe(loaded, _unwrap(error)))
     return out
@@ -151,7 +208,27 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
-def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
+def _room_problem(text: str, *, wildcard: bool) -> str:
+    try:
+        RoomTemplate.parse(text, wildcard=wildcard)
+    except TemplateError as exc:
+        return str(exc)
+    return "invalid format"
+
+
+# Pattern-checked strings whose schema node has a `title` get a message of their own
+# (editors show the pattern; people read this): title -> value -> (message, expected).
+_PATTERN_MESSAGES: dict[str, Callable[[str], tuple[str, str | None]]] = {
+    "namespace name": lambda value: (
+        "invalid namespace name",
+        "'/' or '/segment[/segment...]' of letters, digits, _ - . ~",
+    ),
+    "room template": lambda value: (f"invalid room {_room_problem(value, wildcard=False)}", None),
+    "room pattern": lambda value: (f"invalid room {_room_problem(value, wildcard=True)}", None),
+}
+
+
+def _describe(loaded: Loaded, error: ValidationError) -> list[tuple[KeyPath | None, Diagnostic]]:
     path: KeyPath = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     value = error.instance
@@ -159,46 +236,43 @@ def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
         path = (*path, str(value))
     kind = error.validator
     limit: Any = error.validator_value
+
+    def one(message: str, **extra: Any) -> list[tuple[KeyPath | None, Diagnostic]]:
+        return [(path, loaded.diagnostic(path, message, **extra))]
+
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
-        out = []
-        for key in sorted(set(value) - set(allowed)):
-            out.append(
+        return [
+            (
+                (*path, key),
                 loaded.diagnostic(
                     (*path, key),
                     "unknown key",
                     expected="one of: " + ", ".join(allowed),
                     got=repr(key),
                     hint=did_you_mean(key, allowed),
-                )
+                ),
             )
-        return out
+            for key in sorted(set(value) - set(allowed))
+        ]
     if kind == "required":
         missing = str(error.message).split("'")[1] if "'" in error.message else error.message
-        return [loaded.diagnostic(path, f"missing required key '{missing}'")]
+        return [(None, loaded.diagnostic(path, f"missing required key '{missing}'"))]
     if kind == "type":
         wanted = limit
         wanted_text = " or ".join(wanted) if isinstance(wanted, list) else str(wanted)
         wanted_text = wanted_text.replace("object", "table")
-        return [
-            loaded.diagnostic(
-                path,
-                "wrong type",
-                expected=wanted_text,
-                got=f"{_json_type(value)} {_short(value, path)}",
-            )
-        ]
+        return one(
+            "wrong type", expected=wanted_text, got=f"{_json_type(value)} {_short(value, path)}"
+        )
     if kind == "enum":
         choices = [str(c) for c in limit]
-        return [
-            loaded.diagnostic(
-                path,
-                "not an allowed value",
-                expected="one of: " + ", ".join(repr(c) for c in choices),
-                got=_short(value, path),
-                hint=did_you_mean(str(value), choices),
-            )
-        ]
+        return one(
+            "not an allowed value",
+            expected="one of: " + ", ".join(repr(c) for c in choices),
+            got=_short(value, path),
+            hint=did_you_mean(str(value), choices),
+        )
     bounds = {
         "minimum": ">=",
         "maximum": "<=",
@@ -207,14 +281,15 @@ def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
     }
     if kind in bounds:
         noun = "integer" if schema.get("type") == "integer" else "number"
-        return [
-            loaded.diagnostic(
-                path,
-                "out of range",
-                expected=f"{noun} {bounds[kind]} {limit}",
-                got=_short(value, path),
-            )
-        ]
+        return one(
+            "out of range", expected=f"{noun} {bounds[kind]} {limit}", got=_short(value, path)
+        )
+    titled = _PATTERN_MESSAGES.get(str(schema.get("title")))
+    if kind == "pattern" and titled and isinstance(value, str):
+        message, expected = titled(value)
+        if expected is None:  # the message already quotes what is wrong
+            return one(message)
+        return one(message, expected=expected, got=_short(value, path))
     simple = {
         "minLength": ("too short", f"at least {limit} characters"),
         "maxLength": ("too long", f"at most {limit} characters"),
@@ -228,8 +303,8 @@ def _describe(loaded: Loaded, error: ValidationError) -> list[Diagnostic]:
         simple["pattern"] = ("invalid format", f"a string like {examples}")
     if kind in simple:
         message, expected = simple[kind]
-        return [loaded.diagnostic(path, message, expected=expected, got=_short(value, path))]
-    return [loaded.diagnostic(path, error.message if not is_secret(path) else "invalid value")]
+        return one(message, expected=expected, got=_short(value, path))
+    return one(error.message if not is_secret(path) else "invalid value")
 
 
-__all__ = ["Resolved", "did_you_mean", "resolve"]
+__all__ = ["InvalidProfile", "Resolved", "did_you_mean", "resolve"]

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from engine.cli import main
+from engine.monitoring.dashboard import is_loopback
 from tests.conftest import PYTHON, ROOT, subprocess_env
 
 BASE = '[engine]\nname = "x"\nenvironment = "development"\n'
@@ -222,3 +223,108 @@ def test_pre_commit_manifest_entry_runs() -> None:
     assert bad.returncode == 78
     assert "bad-enum.toml:3:1: engine.environment: not an allowed value" in bad.stderr
     assert "syntax.toml:3:27: <toml>: TOML syntax error" in bad.stderr
+
+
+def test_show_and_diff_need_no_environment_and_name_what_is_unset(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ENGINE_JWT_SECRET", "ENGINE_ADMIN_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["diff", "profiles/production.toml", "profiles/maintenance.toml"]) == 0
+    captured = capsys.readouterr()
+    assert '~ engine.environment: "production" -> "maintenance"' in captured.out
+    unset = "environment variables ENGINE_ADMIN_TOKEN, ENGINE_JWT_SECRET not set"
+    assert captured.err.count(unset) == 2
+    assert main(["show", "profiles/production.toml"]) == 0
+    captured = capsys.readouterr()
+    assert 'secret = "<redacted>"' in captured.out
+    assert "<unset:" not in captured.out
+    assert unset in captured.err
+    assert main(["show", "--check-env", "profiles/production.toml"]) == 78
+    err = capsys.readouterr().err
+    assert "auth.jwt.secret: environment variable ENGINE_JWT_SECRET is not set" in err
+    assert "monitoring.dashboard.token: environment variable ENGINE_ADMIN_TOKEN is not set" in err
+    assert main(["diff", "--check-env", "profiles/production.toml", "profiles/maintenance.toml"])
+    assert "ENGINE_JWT_SECRET is not set" in capsys.readouterr().err
+    monkeypatch.setenv("ENGINE_JWT_SECRET", "s" * 32)
+    monkeypatch.setenv("ENGINE_ADMIN_TOKEN", "t" * 32)
+    assert main(["show", "--check-env", "profiles/production.toml"]) == 0
+    captured = capsys.readouterr()
+    assert "not set" not in captured.err
+    assert "s" * 32 not in captured.out
+
+
+def test_validate_reports_schema_and_semantic_errors_in_one_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["validate", str(INVALID / "missing-and-bad-namespace.toml")]) == 78
+    err = capsys.readouterr().err
+    assert "engine: missing required key 'environment'" in err
+    assert "namespaces.chat: invalid namespace name" in err
+    assert main(["validate", str(INVALID / "schema-and-semantic.toml")]) == 78
+    err = capsys.readouterr().err
+    assert "engine.colour: unknown key" in err
+    assert "server.ping_timeout_seconds: ping timeout is longer" in err
+    assert "monitoring.dashboard: the dashboard is enabled without a token on 0.0.0.0" in err
+
+
+def test_tokenless_dashboard_is_refused_off_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--bind", "0.0.0.0:0"]) == 78  # the embedded development profile
+    err = capsys.readouterr().err
+    assert "monitoring.dashboard: --bind 0.0.0.0:0: the dashboard is enabled without a token" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("example.com", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_dev_profile_serves_its_dashboard_and_metrics_and_says_where() -> None:
+    """What `scripts/dev` runs: the embedded development profile, looked at over HTTP."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "engine", "--bind", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        serving = proc.stderr.readline()
+        assert "engine serving profile=development" in serving, serving
+        bind = serving.split("bind=")[1].split()[0]
+        dashboard_line = proc.stderr.readline().strip()
+        metrics_line = proc.stderr.readline().strip()
+        assert dashboard_line == (
+            f"engine dashboard: http://{bind}/engine/dashboard (no token: local clients only)"
+        )
+        assert metrics_line == f"engine metrics: http://{bind}/metrics"
+        page = httpx.get(f"http://{bind}/engine/dashboard", timeout=5)
+        assert page.status_code == 200
+        assert 'id="connections"' in page.text
+        stats = httpx.get(f"http://{bind}/engine/api/stats", timeout=5)
+        assert stats.status_code == 200
+        assert "summary" in stats.json()
+        metrics = httpx.get(f"http://{bind}/metrics", timeout=5)
+        assert metrics.status_code == 200
+        assert "engine_config_info" in metrics.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

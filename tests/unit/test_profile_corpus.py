@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli.inspect import leaves
 from engine.cli.validate import check_file
 from engine.profile.build import build
+from engine.profile.locate import KeyPath
 from engine.profile.validate import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,3 +57,36 @@ def test_maintenance_extends_production() -> None:
     assert admin.events is not None
     assert "maintenance_cancel" in admin.events
     assert maintenance.namespaces["/"] == production.namespaces["/"]
+
+
+BENCH_APPLICATION: tuple[KeyPath, ...] = (
+    ("engine",),
+    ("auth", "roles", "user"),
+    ("namespaces", "/", "handler"),
+    ("namespaces", "/", "require_roles"),
+    ("namespaces", "/", "auto_join"),
+    ("namespaces", "/", "events", "echo"),
+    ("namespaces", "/", "events", "fanout"),
+)
+BENCH_LIMITS: tuple[KeyPath, ...] = (
+    ("security", "rate_limits"),
+    ("security", "connections"),
+    ("namespaces", "/", "max_connections_per_user"),
+)
+
+
+def test_bench_production_differs_only_in_limits_and_the_bench_app() -> None:
+    """The README's production figures are those of profiles/production.toml as shipped."""
+    shipped = dict(leaves(resolve(Path("profiles/production.toml"), {}, require_env=False).data))
+    bench_path = Path("bench/profiles/production-bench.toml")
+    bench = dict(leaves(resolve(bench_path, {}, require_env=False).data))
+    for path in sorted(set(shipped) | set(bench), key=str):
+        if shipped.get(path) == bench.get(path):
+            continue
+        if any(path[: len(p)] == p for p in BENCH_APPLICATION):
+            continue
+        assert any(path[: len(p)] == p for p in BENCH_LIMITS), f"{path} is not a limit"
+        if path[-1] == "action":
+            continue
+        raised = bench[path]
+        assert path not in shipped or raised >= shipped[path], f"{path} is lowered"
