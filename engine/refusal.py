@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from engine.policies.codes import CODES
 from engine.policies.decision import Deny
 
 
@@ -21,6 +22,10 @@ class Refusal(Exception):
     disconnect: bool = False
     policy: str = ""
     extra: dict[str, object] | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"{self.code!r} is not in the error taxonomy (engine.policies.codes)")
 
     @classmethod
     def of(cls, deny: Deny) -> Refusal:
