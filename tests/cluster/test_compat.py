@@ -151,9 +151,7 @@ def test_balancer_timeout_must_outlast_a_ping_cycle(tmp_path: Path) -> None:
     found = diagnose(tmp_path, {**REDIS, "balancer": balancer})
     (diag,) = [d for d in found if d.severity == "error"]
     assert diag.path == "cluster.balancer.timeout_seconds"
-    assert diag.expected == (
-        "> server.ping_interval_seconds + server.ping_timeout_seconds (45)"
-    )
+    assert diag.expected == ("> server.ping_interval_seconds + server.ping_timeout_seconds (45)")
     balancer["timeout_seconds"] = 46
     assert errors(diagnose(tmp_path, {**REDIS, "balancer": balancer})) == []
 

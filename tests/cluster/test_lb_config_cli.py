@@ -44,9 +44,7 @@ def test_every_strategy_has_a_row_per_format() -> None:
 
 
 def test_haproxy_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(
-        tmp_path, {"strategy": "least_connections", "sticky": "cookie", "nodes": NODES}
-    )
+    path = write(tmp_path, {"strategy": "least_connections", "sticky": "cookie", "nodes": NODES})
     code, out, err = lb_config(capsys, str(path), "--format", "haproxy", "--listen", "[::]:8443")
     assert (code, err) == (0, "")
     lines = [line.strip() for line in out.splitlines()]

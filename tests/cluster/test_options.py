@@ -135,5 +135,5 @@ def test_split_host_port(text: str, parsed: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize("text", ["10.0.0.1", ":80", "::1:80", "h:0", "h:65536", "h:x"])
 def test_split_host_port_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match="port|host:port|IPv6"):
+    with pytest.raises(ValueError, match=r"port|host:port|IPv6"):
         split_host_port(text)
