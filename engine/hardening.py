@@ -1,8 +1,9 @@
 """Transport-level protection that must act before python-engineio sees a request.
 
 - New Engine.IO handshakes from a banned address or above the per-IP connect rate are refused
-  on the raw HTTP request (429/403 with the refusal envelope as JSON and `Retry-After`), so a
-  connect flood costs the server almost nothing and connected clients keep their latency.
+  on the raw HTTP request (429/403 with `Retry-After` and, as JSON, the `{"message", "data":
+  {"code", ...}}` a refused CONNECT carries), so a connect flood costs the server almost
+  nothing and connected clients keep their latency.
 - Long-polling request bodies are limited in bytes while they are received (engineio reads a
   whole body before checking its size).
 - WebSocket messages are limited in UTF-8 *bytes* while frames arrive: hypercorn counts the
@@ -171,7 +172,7 @@ async def _checked_websocket(
 
 
 async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
-    body = json.dumps(refusal.envelope()).encode()
+    body = json.dumps(refusal.connect_error_data()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if refusal.retry_after_seconds is not None:
         headers.append((b"retry-after", str(math.ceil(refusal.retry_after_seconds)).encode()))

@@ -1,7 +1,8 @@
 """The one shape in which clients learn they were refused: `{code, message, retry_after_seconds?}`.
 
-A refused connection carries it as `connect_error` data; a refused event carries it in its ack
-as `{"error": ...}`, or as an `error` event when no ack was asked for.
+A refused event carries it in its ack as `{"error": ...}`, or as an `error` event when no ack was
+asked for. A refused connection carries it in the Socket.IO convention, `{"message", "data"}`
+(see `connect_error_data`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ class Refusal(Exception):
         if self.retry_after_seconds is not None:
             body["retry_after_seconds"] = math.ceil(self.retry_after_seconds * 1000) / 1000
         return body
+
+    def connect_error_data(self) -> dict[str, object]:
+        """CONNECT_ERROR data as Node's `next(err)` with `err.data` sends it.
+
+        The JS client builds its `connect_error` error from `message` and `data` only, so the
+        envelope goes in `data`: `err.message`, `err.data.code`, `err.data.retry_after_seconds`.
+        """
+        return {"message": self.message, "data": self.envelope()}
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

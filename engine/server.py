@@ -29,7 +29,8 @@ from engine.refusal import Refusal
 
 log = logging.getLogger("engine.server")
 
-INVALID_NAMESPACE = Refusal("invalid_namespace", "Invalid namespace")
+# exactly what the reference server sends for a namespace it does not have
+INVALID_NAMESPACE_DATA = {"message": "Invalid namespace"}
 INTERNAL = Refusal("internal", "the handler failed")
 
 
@@ -235,11 +236,11 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         name = namespace or "/"
         if name not in self.engine_namespaces and name != self.admin_ui_namespace:
-            self.monitor.connect_refused(name, INVALID_NAMESPACE.code)
+            self.monitor.connect_refused(name, "invalid_namespace")
             await self._send_packet(
                 eio_sid,
                 self.packet_class(
-                    packet.CONNECT_ERROR, data=INVALID_NAMESPACE.envelope(), namespace=name
+                    packet.CONNECT_ERROR, data=dict(INVALID_NAMESPACE_DATA), namespace=name
                 ),
             )
             return
@@ -262,7 +263,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             member = self.guard.admit_connect(namespace.spec, peer, sid, auth)
         except Refusal as refusal:
             error = exceptions.ConnectionRefusedError()
-            error.error_args = refusal.envelope()
+            error.error_args = refusal.connect_error_data()
             if refusal.disconnect:
                 self.start_background_task(self._close_session, eio_sid)
             raise error from None
