@@ -45,6 +45,7 @@ BAD_REQUEST = (3, "Bad request")
 UPGRADED = (-1, "the session is already on WebSocket")  # not an HTTP error: accept, then close
 
 _METHODS = frozenset({"GET", "POST", "OPTIONS"})
+_LIBRARY_SOCKET = async_socket.AsyncSocket  # before install_protocol replaces it
 # how long a session closed by the server waits for the GET that collects its CLOSE (a polling
 # client asks again within a round trip; the ping timeout bounds it too)
 CLOSE_FLUSH_SECONDS = 2.0
@@ -59,7 +60,7 @@ def check_engineio() -> None:
     """Fail at start, not at the first request, on a python-engineio these overrides don't fit."""
     found = version("python-engineio")
     needed = {
-        async_socket.AsyncSocket: (
+        _LIBRARY_SOCKET: (
             "handle_get_request",
             "receive",
             "close",
@@ -83,7 +84,7 @@ def check_engineio() -> None:
         )
 
 
-class ProtocolSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+class ProtocolSocket(_LIBRARY_SOCKET):  # type: ignore[misc,valid-type]
     """python-engineio's session, with the reference server's polling, close and heartbeat."""
 
     def __init__(self, server: Any, sid: str) -> None:
@@ -231,7 +232,7 @@ class ProtocolSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     async def _serve_websocket(self, ws: Any) -> Any:
         """The WebSocket session itself (python-engineio's; engine.fastpath has a faster one)."""
-        return await async_socket.AsyncSocket._websocket_handler(self, ws)
+        return await super()._websocket_handler(ws)
 
 
 class _WebSocketFrames:

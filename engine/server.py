@@ -145,8 +145,12 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             session.queue.put_nowait(None)
 
     async def close_session(self, eio_sid: str) -> None:
-        """Close one Engine.IO session now (a protocol violation seen before Socket.IO)."""
-        await self._close_session(eio_sid)
+        """End one Engine.IO session at once, nothing more sent (an Engine.IO parse error: as
+        Node, the session is gone and its next request gets 400)."""
+        session = self.eio.sockets.pop(eio_sid, None)
+        if session is not None:
+            await session.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_ERROR)
+            session.queue.put_nowait(None)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         timer = self._deadlines.pop(eio_sid, None)

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+import socketio
 
 from tests.conftest import ROOT, serving
 from tests.integration.test_dashboard_browser import chromium, needs_chromium
@@ -124,27 +125,14 @@ async def test_js_client_reads_err_data_code_for_every_connect_refusal(
             assert bob["data"]["code"] == "forbidden"
 
             # alice holds her one /admin connection; a second one is refused
-            async with anyio.create_task_group() as tasks:
-                holding = anyio.Event()
-                release = anyio.Event()
-
-                async def hold() -> None:
-                    from socketio import AsyncClient
-
-                    client = AsyncClient(reconnection=False)
-                    await client.connect(
-                        url, namespaces=["/admin"], auth={"token": "alice-token-0001"}
-                    )
-                    holding.set()
-                    await release.wait()
-                    await client.disconnect()
-
-                tasks.start_soon(hold)
-                await holding.wait()
+            alice = socketio.AsyncClient(reconnection=False)
+            await alice.connect(url, namespaces=["/admin"], auth={"token": "alice-token-0001"})
+            try:
                 second = refusal(
                     await run_js(url, "/admin", token="alice-token-0001", options=options)
                 )
-                release.set()
+            finally:
+                await alice.disconnect()
             assert second["data"]["code"] == "too_many_connections"
 
             # exactly as the reference server: recognised by its message, no data
