@@ -182,7 +182,7 @@ class ProtocolSocket(_LIBRARY_SOCKET):  # type: ignore[misc,valid-type]
             not abort
             and not (self.closed or self.closing)
             and self.connected
-            and not (self.upgraded or self.upgrading or self.polling)
+            and not (self.upgraded or self.polling)
         )
         self._cancel_pong_deadline()
         await super().close(wait=False, abort=abort, reason=reason)
