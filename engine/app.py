@@ -125,6 +125,10 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     install_socket()
     set_websocket_compression(profile.server.websocket_compression)
     engine.app = handshake_gate(
-        socketio_app, sio.guard, profile.server.path, profile.server.max_payload_bytes
+        socketio_app,
+        sio.guard,
+        profile.server.path,
+        profile.server.max_payload_bytes,
+        close_session=sio.close_session,
     )
     return engine

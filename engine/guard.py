@@ -376,7 +376,9 @@ class Guard:
 
     # -- violations the transport detects ----------------------------------------------------
 
-    def violation(self, eio_sid: str, kind: str, reason: str) -> None:
+    def violation(
+        self, eio_sid: str, kind: str, reason: str, code: str = "invalid_payload"
+    ) -> None:
         """A protocol violation by an Engine.IO session (malformed, oversize): strike it.
 
         Synchronous for the transport's sake; the strike runs as a task and a resulting ban

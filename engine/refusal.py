@@ -1,8 +1,8 @@
 """`Refusal`: a policy's `Deny` in flight, as an exception the server adapter catches.
 
-The client-visible shape is `{code, message, retry_after_seconds?}`. A refused event carries
-it in its ack as `{"error": ...}`, or as an `error` event when no ack was asked for; a refused
-connection carries it as `connect_error` data.
+A refused event carries it in its ack as `{"error": ...}`, or as an `error` event when no ack was
+asked for. A refused connection carries it in the Socket.IO convention, `{"message", "data"}`
+(see `connect_error_data`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ class Refusal(Exception):
         if self.extra:
             body.update(self.extra)
         return body
+
+    def connect_error_data(self) -> dict[str, object]:
+        """CONNECT_ERROR data as Node's `next(err)` with `err.data` sends it.
+
+        The JS client builds its `connect_error` error from `message` and `data` only, so the
+        envelope goes in `data`: `err.message`, `err.data.code`, `err.data.retry_after_seconds`.
+        """
+        return {"message": self.message, "data": self.envelope()}
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -492,7 +492,7 @@ async def test_connect_flood_is_refused_and_connected_clients_keep_latency(
         assert set(statuses) <= {200, 429}
         for status, headers, body in responses:
             if status == 429:
-                refusal = json.loads(body)
+                refusal = json.loads(body)["data"]
                 assert refusal["code"] == "rate_limited"
                 assert refusal["retry_after_seconds"] > 0
                 assert int(headers["retry-after"]) >= 1
