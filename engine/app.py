@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -25,7 +29,9 @@ from engine.http_routes import (
 )
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
+from engine.monitoring.sinks.prometheus import bearer_ok
 from engine.profile.model import Profile
+from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
 
@@ -44,6 +50,7 @@ class Engine:
     routes: dict[str, Route] = field(default_factory=dict)
     app: ASGIApp | None = None
     metrics_listeners: dict[str, Router] = field(default_factory=dict)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def profile(self) -> Profile:
@@ -62,11 +69,19 @@ class Engine:
         }
 
     def health(self) -> dict[str, Any]:
-        """`status` is the health status (healthy | degraded | unhealthy), `ready` the phase's."""
+        """`status` is the health status (healthy | degraded | unhealthy), `ready` the phase's.
+
+        Under maintenance the node stays ready (it serves what is admitted) and says so.
+        """
         report = self.monitor.health(self.monitor.now())
+        reasons = list(report.reasons)
+        maintenance = self.runtime.maintenance.enabled
+        if maintenance:
+            reasons.append("maintenance")
         return {
             "status": report.status,
-            "reasons": list(report.reasons),
+            "reasons": reasons,
+            "maintenance": maintenance,
             "ready": self.lifecycle.ready and report.status != "unhealthy",
             **self.status(),
         }
@@ -81,8 +96,68 @@ class Engine:
         body = self.health()
         return Response.json(200 if body["ready"] else 503, body)
 
+    async def reload(self, path: Path | None = None) -> ReloadReport:
+        """Re-read a profile (default: the running one's file) and swap it in if it is live.
+
+        One reload at a time; the swap is one assignment, so no decision ever mixes profiles.
+        """
+        async with self._reload_lock:
+            current = self.profile
+            target = path or current.path
+            if target is None:
+                report = ReloadReport("invalid", current.config_hash, errors=("no profile file",))
+            else:
+                planned = plan(current, target)
+                report = planned.report
+                if planned.runtime is not None:
+                    old = self.ref.swap(planned.runtime)
+                    await self.sio.runtime_changed(old, planned.runtime, report)
+                    apply_log_level(planned.runtime.server.log_level)
+            runtime = self.runtime
+            self.monitor.config_reloaded(
+                report.outcome,
+                runtime.config_hash,
+                declared_events(runtime.profile),
+                runtime.profile.engine.name,
+                changes=len(report.live) + len(report.restart),
+            )
+            log.log(logging.INFO if report.ok else logging.WARNING, "%s", report.render())
+            return report
+
+    async def reload_route(self, request: Request) -> Response:
+        """`POST [admin] path`: bearer token; body `{"profile": "path.toml"}` or empty."""
+        token = self.runtime.profile.admin.token
+        if token is None:
+            return Response.error(404, "not_found", "the admin API is off (no [admin] token)")
+        if not bearer_ok(request.headers, token):
+            return Response.error(
+                401, "unauthorized", "bearer token required", (("www-authenticate", "Bearer"),)
+            )
+        path: Path | None = None
+        if request.body.strip():
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                return Response.error(400, "invalid_payload", "the body must be JSON")
+            given = body.get("profile") if isinstance(body, dict) else None
+            if given is not None:
+                if not isinstance(given, str) or not given.endswith(".toml"):
+                    return Response.error(400, "invalid_payload", "profile must be a .toml path")
+                path = Path(given)
+        report = await self.reload(path)
+        status = {"applied": 200, "unchanged": 200, "refused": 409, "invalid": 422}
+        return Response.json(status[report.outcome], report.as_json())
+
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         await dispatch(self.routes, scope, receive, send)
+
+
+log = logging.getLogger("engine")
+
+
+def apply_log_level(level: str) -> None:
+    """`server.log_level` is live: the engine's loggers follow the current runtime."""
+    logging.getLogger("engine").setLevel(level.upper())
 
 
 def declared_events(profile: Profile) -> dict[str, frozenset[str]]:
@@ -114,6 +189,9 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         **dashboard.routes(),
         "/healthz": Route(engine.healthz),
         "/readyz": Route(engine.readyz),
+        profile.admin.path: Route(
+            engine.reload_route, methods=frozenset({"POST"}), max_body_bytes=4096
+        ),
     }
     engine.metrics_listeners = {
         bind: Router(metrics_routes(monitor, bind)) for bind in metrics_binds(monitor)

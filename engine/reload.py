@@ -32,7 +32,6 @@ Outcome = Literal["applied", "unchanged", "refused", "invalid"]
 
 # Prefixes of keys a running engine cannot take without a restart.
 RESTART_REQUIRED: tuple[KeyPath, ...] = (
-    ("engine", "name"),
     ("server", "host"),
     ("server", "port"),
     ("server", "path"),

@@ -78,9 +78,17 @@ class Running:
     drain_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     signals_received: int = 0
     metrics_urls: dict[str, str] = field(default_factory=dict)
+    reloads: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def on_reload_signal(self) -> None:
+        """SIGHUP: re-read the running profile's file; the outcome is logged and counted."""
+        log.info("engine received SIGHUP: reloading %s", self.engine.profile.source)
+        task = asyncio.get_running_loop().create_task(self.engine.reload())
+        self.reloads.add(task)
+        task.add_done_callback(self.reloads.discard)
 
     def on_signal(self, signum: int) -> None:
         """First SIGTERM/SIGINT drains gracefully; a second one skips the wait."""
@@ -133,6 +141,8 @@ async def serve(
     handled = (signal.SIGTERM, signal.SIGINT) if signals else ()
     for signum in handled:
         loop.add_signal_handler(signum, running.on_signal, signum)
+    if signals:
+        loop.add_signal_handler(signal.SIGHUP, running.on_reload_signal)
     try:
         async with anyio.create_task_group() as background:
             monitor_scope = anyio.CancelScope()
@@ -155,6 +165,8 @@ async def serve(
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
+        if signals:
+            loop.remove_signal_handler(signal.SIGHUP)
         lifecycle.advance(Phase.STOPPED)
         await monitor.aclose()
     log.info("engine stopped")
@@ -191,11 +203,12 @@ async def _drain_on_stop(running: Running, hypercorn_stop: anyio.Event) -> None:
     engine.lifecycle.advance(Phase.DRAINING)
     engine.monitor.lifecycle("draining", sessions=len(engine.sio.eio.sockets))
     log.info("engine draining: closing %d sessions", len(engine.sio.eio.sockets))
+    server = engine.profile.server
     with running.drain_scope:
         running.drain_scope.deadline = (
-            anyio.current_time() + engine.profile.server.shutdown_grace_seconds
+            anyio.current_time() + server.drain_seconds + server.shutdown_grace_seconds
         )
-        await engine.sio.close_all()
+        await engine.sio.close_all(server.drain_seconds)
         await engine.sio.drained()
         log.info("engine drained")
     hypercorn_stop.set()

@@ -30,6 +30,7 @@ from engine.protocol import EngineIOServer
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
 from engine.state import StateStore
+from engine.transitions import Transitions
 
 log = logging.getLogger("engine.server")
 
@@ -91,6 +92,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.monitor = monitor
         self.guard = Guard(ref, monitor, store)
         self.guard.on_ban = self._ban_closes
+        self.transitions = Transitions(self)
         monitor.add_refresher(self.snapshot_rooms)
         self.draining = False
         self.in_flight = 0
@@ -133,17 +135,14 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             return 0
         sids = [sid for sid, _ in self.manager.get_participants(name, None)]
         for sid in sids:
-            await self._notify_and_disconnect(name, sid, code, message)
+            await self.notify_and_disconnect(name, sid, Refusal(code, message))
         self.namespace_handlers.pop(name, None)
         return len(sids)
 
-    async def _notify_and_disconnect(
-        self, namespace: str, sid: str, code: str, message: str
-    ) -> None:
+    async def notify_and_disconnect(self, namespace: str, sid: str, refusal: Refusal) -> None:
         """Tell one connection why (an `error` event with the envelope), then disconnect it."""
-        body = Refusal(code, message).envelope()
         try:
-            await super().emit("error", body, to=sid, namespace=namespace)
+            await super().emit("error", refusal.envelope(), to=sid, namespace=namespace)
             await self.disconnect(sid, namespace=namespace)
         except Exception:  # the client may be gone already
             log.debug("disconnecting %s from %s failed", sid, namespace, exc_info=True)
@@ -522,17 +521,31 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         if self._idle is not None and not open_sessions and self.in_flight == 0:
             self._idle.set()
 
-    async def close_all(self) -> None:
-        """Refuse new sessions and close every open one cleanly.
+    async def close_all(self, drain_seconds: float = 0.0) -> None:
+        """Refuse new sessions, tell every client, close every session (spread over time).
 
         Clients see a transport close and reconnect (to another node behind a balancer).
         """
         self.draining = True
         self._idle = asyncio.Event()
-        for eio_sid in list(self.eio.sockets):
-            # wait=False: a peer that already vanished must not hold the drain hostage
-            await self._close_session(eio_sid)
+        await self.transitions.drain(drain_seconds)
         self._check_idle()
+
+    async def close_transport(self, eio_sid: str) -> None:
+        # wait=False: a peer that already vanished must not hold the drain hostage
+        await self._close_session(eio_sid)
+
+    async def runtime_changed(self, old: Runtime, new: Runtime, report: Any) -> None:
+        await self.transitions.runtime_changed(old, new, report)
+
+    async def broadcast(self, event: str, data: Any, namespace: str) -> None:
+        await super().emit(event, data, namespace=namespace)
+
+    async def notify(self, namespace: str, sid: str, event: str, data: Any) -> None:
+        try:
+            await super().emit(event, data, to=sid, namespace=namespace)
+        except Exception:  # the client may be gone already
+            log.debug("notifying %s in %s failed", sid, namespace, exc_info=True)
 
     async def drained(self) -> None:
         """Wait until no session is open and no handler is running."""

@@ -339,8 +339,11 @@ class Monitor:
         self._dropped = Counter(
             "engine_sink_dropped_total", "Records a sink dropped.", ["sink"], registry=reg
         )
-        info = Info("engine_config", "Loaded profile.", registry=reg)
-        info.info({"profile": self.profile_name, "hash": self.config_hash})
+        self._m_config = Info("engine_config", "Loaded profile.", registry=reg)
+        self._m_config.info({"profile": self.profile_name, "hash": self.config_hash})
+        self._m_reloads = Counter(
+            "engine_config_reloads_total", "Profile reloads by result.", ["result"], registry=reg
+        )
 
     # -- label bounding ----------------------------------------------------------------------
 
@@ -553,6 +556,35 @@ class Monitor:
         self._child(self._m_security, label).inc()
         if self._aggregate:
             self._count("engine_security_events_total", (("type", label),))
+
+    @_never_raises()
+    def config_reloaded(
+        self,
+        result: str,
+        config_hash: str | None = None,
+        declared_events: Mapping[str, frozenset[str]] | None = None,
+        profile_name: str | None = None,
+        **fields: object,
+    ) -> None:
+        """A reload ended with `result` (applied | unchanged | refused | invalid)."""
+        self._child(self._m_reloads, result).inc()
+        if result == "applied" and config_hash is not None:
+            self.config_hash = config_hash
+            self.profile_name = profile_name or self.profile_name
+            self._m_config.info({"profile": self.profile_name, "hash": config_hash})
+            if declared_events is not None:
+                self._declared = {ns: frozenset(evs) for ns, evs in declared_events.items()}
+                self._namespaces = frozenset(self._declared) | {"/"}
+        self._emit(
+            "lifecycle",
+            {
+                "kind": "reload",
+                "result": result,
+                "profile": self.profile_name,
+                "config_hash": self.config_hash,
+                **fields,
+            },
+        )
 
     @_never_raises()
     def lifecycle(self, kind: str, **fields: object) -> None:
