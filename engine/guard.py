@@ -24,7 +24,7 @@ from engine.auth.client_ip import resolve_client_ip
 from engine.chain import Request
 from engine.chain.connections import connection_keys
 from engine.monitoring import Monitor
-from engine.policies.abuse import Banned, ip_subject, user_subject
+from engine.policies.abuse import Banned, ip_subject, listed_verdict, user_subject
 from engine.policies.decision import Deny
 from engine.policies.rate_limit import KeyedLimiter, KeyedLimiterOptions, TokenBucket
 from engine.profile.model import NamespaceSpec
@@ -162,12 +162,8 @@ class Guard:
         if abuse is None:
             return None
         subjects: list[str] = []
-        if "ip" in security.ban_by:
-            subject = ip_subject(ip)
-            if abuse.denied(subject) or abuse.allowed(subject):
-                subjects = []
-            else:
-                subjects.append(subject)
+        if "ip" in security.ban_by and listed_verdict(abuse, ip_subject(ip)) is None:
+            subjects.append(ip_subject(ip))
         if "user" in security.ban_by and user is not None:
             subjects.append(user_subject(user))
         worst: Refusal | None = None

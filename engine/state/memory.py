@@ -2,7 +2,9 @@
 
 Buckets that are full again and abuse records that no longer affect any verdict are
 forgotten (a full bucket and no record are indistinguishable from fresh), so memory tracks
-active clients, not every client ever seen. When `max_keys` buckets are all still refilling,
+active clients, not every client ever seen. A bucket is forgotten when it is full under the
+shape it was last charged with; if a reload slows its refill rate before that, the client keeps
+the refill it earned under the old limit. When `max_keys` buckets are all still refilling,
 a *new* key is refused (fail closed) rather than evicting one that could be reset by flooding
 the table with fresh keys.
 """
