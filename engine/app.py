@@ -11,9 +11,15 @@ from typing import Any
 
 import socketio
 
-from engine.fastpath import install_socket
-from engine.hardening import handshake_gate, install_frame_limit, set_websocket_compression
-from engine.http_routes import (
+from engine.lifecycle import Lifecycle
+from engine.monitoring import Monitor
+from engine.monitoring.sinks.prometheus import bearer_ok
+from engine.profile.model import Profile
+from engine.reload import ReloadReport, plan
+from engine.runtime import Runtime, RuntimeRef
+from engine.server import EngineServer
+from engine.transport.hardening import WEBSOCKET, handshake_gate
+from engine.transport.http import (
     ASGIApp,
     DashboardRoutes,
     Receive,
@@ -27,13 +33,7 @@ from engine.http_routes import (
     metrics_binds,
     metrics_routes,
 )
-from engine.lifecycle import Lifecycle
-from engine.monitoring import Monitor
-from engine.monitoring.sinks.prometheus import bearer_ok
-from engine.profile.model import Profile
-from engine.reload import ReloadReport, plan
-from engine.runtime import Runtime, RuntimeRef
-from engine.server import EngineServer
+from engine.transport.patches import install as install_patches
 
 
 @dataclass(slots=True)
@@ -199,9 +199,8 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     socketio_app = socketio.ASGIApp(
         sio, other_asgi_app=engine.http, socketio_path=profile.server.path.strip("/")
     )
-    install_frame_limit()
-    install_socket()
-    set_websocket_compression(profile.server.websocket_compression)
+    install_patches()
+    WEBSOCKET.compression = profile.server.websocket_compression
     engine.app = handshake_gate(
         socketio_app,
         sio.guard,

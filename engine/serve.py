@@ -22,12 +22,12 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from engine.app import Engine, build_app
-from engine.fastpath import tune_gc
-from engine.http_routes import Router
 from engine.lifecycle import Lifecycle, Phase
 from engine.monitoring import Monitor
 from engine.monitoring.sinks.prometheus import parse_bind as parse_metrics_bind
 from engine.profile.model import Profile
+from engine.transport.fastpath import tune_gc
+from engine.transport.http import Router
 
 log = logging.getLogger("engine")
 

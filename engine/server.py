@@ -21,16 +21,16 @@ from typing import Any
 import socketio
 from socketio import exceptions, packet
 
-from engine.fastpath import json_codec, prescan_packet
 from engine.guard import Guard, Peer
 from engine.monitoring import Monitor
 from engine.namespaces import EngineNamespace
 from engine.policies.origin import OriginMatcher
-from engine.protocol import EngineIOServer
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
 from engine.state import StateStore
 from engine.transitions import Transitions
+from engine.transport.fastpath import json_codec, prescan_packet
+from engine.transport.protocol import EngineIOServer
 
 log = logging.getLogger("engine.server")
 
@@ -178,7 +178,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
             if not session.flush_on_close:
                 # a polling client without a pending GET gets what was queued (a connect_error,
-                # the CLOSE) on its next GET, which ends the session (engine.protocol)
+                # the CLOSE) on its next GET, which ends the session (engine.transport.protocol)
                 self.eio.sockets.pop(eio_sid, None)
             # engineio's close() only queues a CLOSE packet, so a websocket stays open until
             # the client closes it (a hostile one never does). None ends engineio's writer

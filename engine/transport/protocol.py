@@ -79,7 +79,7 @@ def check_engineio() -> None:
     ]
     if not found.startswith("4.") or missing:
         raise RuntimeError(
-            f"python-engineio {found} is not supported by engine.protocol "
+            f"python-engineio {found} is not supported by engine.transport.protocol "
             f"(needs 4.x with {', '.join(missing) or 'the same internals'})"
         )
 
@@ -231,7 +231,7 @@ class ProtocolSocket(_LIBRARY_SOCKET):  # type: ignore[misc,valid-type]
         return await self._serve_websocket(_WebSocketFrames(ws))
 
     async def _serve_websocket(self, ws: Any) -> Any:
-        """The WebSocket session itself (python-engineio's; engine.fastpath has a faster one)."""
+        """The WebSocket session itself (python-engineio's; `fastpath` has a faster one)."""
         return await super()._websocket_handler(ws)
 
 

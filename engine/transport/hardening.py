@@ -39,7 +39,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 STATUS = {"rate_limited": 429, "banned": 403, "forbidden": 403}
-log = logging.getLogger("engine.hardening")
+log = logging.getLogger("engine.transport.hardening")
 
 # Text packets a client sends besides messages: 1 close, 2 ping (also "2probe"), 3 pong,
 # 5 upgrade, 6 noop; all short. 4 (message) carries a Socket.IO packet, which starts with its
@@ -83,26 +83,30 @@ class ByteCountingBuffer(ws_stream.WebsocketBuffer):
         super().extend(event)
 
 
-def install_frame_limit() -> None:
-    """Make hypercorn count WebSocket message size in bytes (idempotent)."""
-    ws_stream.WebsocketBuffer = ByteCountingBuffer  # type: ignore[misc]
-
-
-_hypercorn_accept = ws_stream.Handshake.accept
-
-
-def set_websocket_compression(enabled: bool) -> None:
+def accept_without_deflate(
+    original: Callable[..., Any],
+) -> Callable[..., Any]:
     """hypercorn always accepts permessage-deflate when offered; make that a choice.
 
-    Process-wide: one engine per process is the deployment model.
+    The choice is read at each handshake from `WEBSOCKET`, which the engine sets from its
+    profile, so the patch itself captures no profile.
     """
 
     def accept(self: ws_stream.Handshake, *args: Any, **kwargs: Any) -> Any:
-        if not enabled:
+        if not WEBSOCKET.compression:
             self.extensions = None
-        return _hypercorn_accept(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
+    return accept
+
+
+class _WebSocketSettings:
+    """Process-wide transport settings the patched hypercorn reads (one engine per process)."""
+
+    compression = True
+
+
+WEBSOCKET = _WebSocketSettings()
 
 
 def handshake_gate(
