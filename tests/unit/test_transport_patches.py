@@ -14,7 +14,7 @@ def test_transport_patches_refuse_a_library_of_another_shape(
     from engine.transport import patches
 
     monkeypatch.delattr(ws_stream.Handshake, "accept")
-    with pytest.raises(patches.IncompatibleLibrary, match="Handshake.accept is gone"):
+    with pytest.raises(patches.IncompatibleLibrary, match=r"Handshake\.accept is gone"):
         patches.check_shapes()
 
 
