@@ -150,8 +150,9 @@ class FallbackStateStore:
             return
         try:
             await self._primary(lambda: self.primary.release(keys))
-        except _Unavailable:
-            pass  # the primary's next heartbeat rewrites this node's counts
+        except _Unavailable as exc:
+            if exc.__cause__ is None:  # not attempted (an attempt already forgot the keys)
+                self.primary.forget(keys)  # its next heartbeat rewrites this node's counts
 
     def active_bans(self, now: float) -> list[tuple[str, Banned, int]]:
         if self.degraded is not None and self.mode == "local":

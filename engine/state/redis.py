@@ -10,7 +10,7 @@ Redis:
 | key | type | what |
 |---|---|---|
 | ``b:<bucket key>`` | hash ``t``, ``u`` | token bucket; expires when full again |
-| ``s:<subject>`` | hash ``s``, ``n``, ``u``, ``r`` | strikes, bans served, ban end, reason; expires at ``forget_at`` |
+| ``s:<subject>`` | hash ``s n u r`` | strikes, bans, ban end, reason; expires at ``forget_at`` |
 | ``bans`` | sorted set subject -> ban end | running bans, for dashboards |
 | ``c:<count key>`` | hash node -> count | connection counts, one field per node |
 | ``nodes`` | sorted set node -> heartbeat expiry | live nodes |
@@ -319,6 +319,22 @@ class RedisStateStore:
         return None
 
     async def release(self, keys: Sequence[str], *, now: float | None = None) -> None:
+        mine = self._forget(keys)
+        if not mine:
+            return
+        try:
+            await self._run("release", [self._owned, *mine], [self.node])
+        except BaseException:
+            self._dirty = True
+            raise
+
+    def forget(self, keys: Sequence[str]) -> None:
+        """Release without telling Redis now (it is unreachable): the next heartbeat restores
+        this node's counts, which no longer include this connection."""
+        if self._forget(keys):
+            self._dirty = True
+
+    def _forget(self, keys: Sequence[str]) -> list[str]:
         held = self._held
         mine = []
         for key in map(self._count_key, keys):
@@ -330,13 +346,7 @@ class RedisStateStore:
                 del held[key]
             else:
                 held[key] = count - 1
-        if not mine:
-            return
-        try:
-            await self._run("release", [self._owned, *mine], [self.node])
-        except BaseException:
-            self._dirty = True
-            raise
+        return mine
 
     def count(self, key: str) -> int:
         """This node's own count of `key` (the cluster-wide total is `total`)."""
