@@ -133,7 +133,10 @@ async def serve(
     handled = (signal.SIGTERM, signal.SIGINT) if signals else ()
     for signum in handled:
         loop.add_signal_handler(signum, running.on_signal, signum)
+    store = engine.store
     try:
+        if store is not None:
+            await store.start()  # shared policy state: registers this node, starts its heartbeat
         async with anyio.create_task_group() as background:
             monitor_scope = anyio.CancelScope()
             background.start_soon(_run_monitor, monitor, monitor_scope)
@@ -156,6 +159,8 @@ async def serve(
         for signum in handled:
             loop.remove_signal_handler(signum)
         lifecycle.advance(Phase.STOPPED)
+        if store is not None:
+            await store.aclose()
         await monitor.aclose()
     log.info("engine stopped")
 
