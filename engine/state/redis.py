@@ -163,6 +163,7 @@ class RedisStateStore:
         self._bans: list[tuple[str, float, int, str]] = []  # subject, until, served, reason
         self._offset = 0.0  # server time minus time.monotonic(), from the latest reply
         self.refresh_failures = 0
+        self._beat: asyncio.Event | None = None
 
     @classmethod
     def from_options(
@@ -415,10 +416,19 @@ class RedisStateStore:
             await asyncio.sleep(interval)
             try:
                 await self.refresh()
+                if self._beat is not None:
+                    self._beat.set()
+                    self._beat = None
             except Exception as exc:
                 self.refresh_failures += 1
                 self._dirty = True
                 log.warning("state store: lease refresh failed: %s: %s", type(exc).__name__, exc)
+
+    async def next_heartbeat(self) -> None:
+        """Wait until the background task's next successful heartbeat (tests, diagnostics)."""
+        if self._beat is None:
+            self._beat = asyncio.Event()
+        await self._beat.wait()
 
     async def stop_refresher(self) -> None:
         """Stop the heartbeat without releasing anything (what a crash looks like to peers)."""
