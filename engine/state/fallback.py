@@ -6,7 +6,8 @@ call until the next probe is answered without the primary, and the primary is tr
 most every `probe_interval_seconds`; the first call that succeeds ends the outage.
 
 - ``local``: the per-node `MemoryStateStore` decides (limits and bans hold per node; a client
-  spread over several nodes gets each node's budget);
+  spread over several nodes gets each node's budget); bans the cluster had issued stay in
+  force as far as the last heartbeat's snapshot (`RedisStateStore.active_bans`) lists them;
 - ``deny``: `take` refuses (retry after the next probe) and `acquire` reports the first slot
   full, so clients see ``rate_limited`` / ``too_many_connections``; strikes are not recorded
   (refusing was the store's fault, not the client's) and `banned` finds no ban.
@@ -25,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
 
-from engine.policies.abuse import ALLOWED, AbuseOptions, Banned, Verdict
+from engine.policies.abuse import ALLOWED, AbuseOptions, Banned, Verdict, canonical_subject
 from engine.policies.rate_limit import Admission, TokenBucket
 from engine.state.memory import MemoryStateStore
 from engine.state.redis import RedisStateStore
@@ -124,7 +125,17 @@ class FallbackStateStore:
         except _Unavailable:
             if self.mode == "deny":
                 return None
-            return await self.local.banned(subjects, now)
+            # bans issued here during the outage, and the cluster's as of the last heartbeat
+            # (the two use different clocks: compare what is left of them)
+            latest = await self.local.banned(subjects, now)
+            known = {subject: ban for subject, ban, _ in self.primary.active_bans(now)}
+            for subject in subjects:
+                ban = known.get(canonical_subject(subject))
+                if ban is not None and (
+                    latest is None or ban.retry_after_seconds > latest.retry_after_seconds
+                ):
+                    latest = ban
+            return latest
 
     async def acquire(self, slots: Sequence[tuple[str, int | None]]) -> int | None:
         try:

@@ -11,7 +11,7 @@ from typing import Literal
 import pytest
 
 from engine.cluster.options import ClusterOptions
-from engine.policies.abuse import ALLOWED, AbuseOptions
+from engine.policies.abuse import ALLOWED, AbuseOptions, Banned
 from engine.policies.rate_limit import Admission, TokenBucket
 from engine.state import MemoryStateStore, build_store
 from engine.state.fallback import FallbackStateStore
@@ -87,17 +87,21 @@ async def test_local_mode_decides_per_node_while_redis_is_down(
     assert (await store.take("k", BUCKET, 0.0)).allowed
     assert not (await store.take("k", BUCKET, 0.0)).allowed  # shared bucket empty
     assert await store.acquire([("conn:ip:1", 5)]) is None  # counted in Redis
+    assert isinstance(await store.strike("ip:::ffff:10.0.0.7", OPTIONS, 0.0, "x"), Banned)
     assert store.degraded is None
 
     redis_server.stop()
+    ban = await store.banned(["user:2", "ip:10.0.0.7"], 0.0)  # known from the shared state
+    assert ban is not None
+    assert 59.0 < ban.retry_after_seconds <= 60.0
     assert (await store.take("k", BUCKET, 0.0)).allowed  # a fresh local bucket
     assert store.degraded is not None
     assert "per-node" in store.degraded
-    assert (store.failures_total, store.fallbacks_total) == (1, 1)
+    assert (store.failures_total, store.fallbacks_total) == (1, 2)
     assert (await store.take("k", BUCKET, 0.0)).allowed
     assert not (await store.take("k", BUCKET, 0.0)).allowed  # the local limit holds
     assert store.failures_total == 1  # no probe before the interval has passed
-    assert store.fallbacks_total == 3
+    assert store.fallbacks_total == 4
     assert await store.strike("user:1", OPTIONS, 0.0, "x") != ALLOWED  # banned locally
     assert await store.banned(["user:1"], 1.0) is not None
     assert await store.acquire([("conn:ip:1", 5)]) is None  # counted locally
