@@ -18,6 +18,7 @@ from engine.profile.model import Profile
 from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
+from engine.state import StateStore, build_store
 from engine.transport.hardening import WEBSOCKET, handshake_gate
 from engine.transport.http import (
     ASGIApp,
@@ -51,6 +52,7 @@ class Engine:
     app: ASGIApp | None = None
     metrics_listeners: dict[str, Router] = field(default_factory=dict)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    store: StateStore | None = None  # policy state; `serve` starts and closes it
 
     @property
     def profile(self) -> Profile:
@@ -181,8 +183,11 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         declared_events=declared_events(profile),
     )
     ref = RuntimeRef(Runtime.build(profile))
-    sio = EngineServer(ref, monitor)
+    store = build_store(profile.cluster, max_keys=profile.security.max_tracked_keys)
+    monitor.add_health_check(lambda: store.degraded)
+    sio = EngineServer(ref, monitor, store)
     engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
+    engine.store = store
     dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))
     engine.routes = {
         **metrics_routes(monitor, None),

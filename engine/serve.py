@@ -143,7 +143,10 @@ async def serve(
         loop.add_signal_handler(signum, running.on_signal, signum)
     if signals:
         loop.add_signal_handler(signal.SIGHUP, running.on_reload_signal)
+    store = engine.store
     try:
+        if store is not None:
+            await store.start()  # shared policy state: registers this node, starts its heartbeat
         async with anyio.create_task_group() as background:
             monitor_scope = anyio.CancelScope()
             background.start_soon(_run_monitor, monitor, monitor_scope)
@@ -168,6 +171,8 @@ async def serve(
         if signals:
             loop.remove_signal_handler(signal.SIGHUP)
         lifecycle.advance(Phase.STOPPED)
+        if store is not None:
+            await store.aclose()
         await monitor.aclose()
     log.info("engine stopped")
 

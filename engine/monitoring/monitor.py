@@ -250,6 +250,7 @@ class Monitor:
         self._last_metrics_flush = now
         self._closed = False
         self._refreshers: list[Callable[[], None]] = []
+        self._health_checks: list[Callable[[], str | None]] = []
 
     def add_refresher(self, refresh: Callable[[], None]) -> None:
         """Register a snapshot (rooms, say) to take just before metrics or stats are read.
@@ -258,6 +259,10 @@ class Monitor:
         pulled this way instead of pushed.
         """
         self._refreshers.append(refresh)
+
+    def add_health_check(self, check: Callable[[], str | None]) -> None:
+        """Register a component's degraded reason (None while it is fine) for health reports."""
+        self._health_checks.append(check)
 
     def _refresh(self) -> None:
         for refresh in self._refreshers:
@@ -647,6 +652,7 @@ class Monitor:
             handler_calls=cur.handler_calls + sum(s.handler_calls for s in window),
             handler_errors=cur.handler_errors + sum(s.handler_errors for s in window),
             connections=sum(self._connections.values()),
+            degraded=tuple(reason for check in self._health_checks if (reason := check())),
         )
 
     @_never_raises(default=HealthReport("unhealthy", ("monitoring failed to assess health",)))

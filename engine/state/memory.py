@@ -127,6 +127,16 @@ class MemoryStateStore:
     def count(self, key: str) -> int:
         return self._counts.get(key, 0)
 
+    @property
+    def degraded(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        """Nothing runs in the background."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
     def sizes(self) -> dict[str, int]:
         """How many entries each table holds (leak checks, dashboards)."""
         return {
