@@ -30,7 +30,7 @@ from engine.policies.rate_limit import KeyedLimiter, KeyedLimiterOptions, TokenB
 from engine.profile.model import NamespaceSpec
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
-from engine.state import MemoryStateStore, StateStore
+from engine.state import MemoryStateStore, StateStore, StoreUnavailable
 
 security_log = logging.getLogger("engine.security")
 ANONYMOUS = Identity(user_id=None)
@@ -150,7 +150,15 @@ class Guard:
     async def decide(self, runtime: Runtime, request: Request, now: float) -> Deny | None:
         """The first `Deny` of `request.stage`'s policies, attributed to its policy."""
         for policy in runtime.chain.at(request.stage):
-            decision = await policy.decide(request, self.store, now)
+            try:
+                decision = await policy.decide(request, self.store, now)
+            except StoreUnavailable as exc:
+                return Deny(
+                    "unavailable",
+                    "shared policy state is unavailable; retry shortly",
+                    exc.retry_after_seconds,
+                    policy.name,
+                )
             if isinstance(decision, Deny):
                 return decision if decision.policy else decision.by(policy.name)
         return None

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from engine.cluster.options import ClusterOptions
 from engine.state.memory import MemoryStateStore
-from engine.state.store import StateStore
+from engine.state.store import StateStore, StoreUnavailable
 
-__all__ = ["MemoryStateStore", "StateStore", "build_store"]
+__all__ = ["MemoryStateStore", "StateStore", "StoreUnavailable", "build_store"]
 
 
 def build_store(cluster: ClusterOptions, *, max_keys: int) -> StateStore:

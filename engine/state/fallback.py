@@ -8,8 +8,8 @@ most every `probe_interval_seconds`; the first call that succeeds ends the outag
 - ``local``: the per-node `MemoryStateStore` decides (limits and bans hold per node; a client
   spread over several nodes gets each node's budget); bans the cluster had issued stay in
   force as far as the last heartbeat's snapshot (`RedisStateStore.active_bans`) lists them;
-- ``deny``: `take` refuses (retry after the next probe) and `acquire` reports the first slot
-  full, so clients see ``rate_limited`` / ``too_many_connections``; strikes are not recorded
+- ``deny``: `take` and `acquire` raise `StoreUnavailable` (retry after the next probe), which
+  the guard turns into code ``unavailable`` from the asking policy; strikes are not recorded
   (refusing was the store's fault, not the client's) and `banned` finds no ban.
 
 A connection counted locally during an outage is released locally (per key, while this node
@@ -30,6 +30,7 @@ from engine.policies.abuse import ALLOWED, AbuseOptions, Banned, Verdict, canoni
 from engine.policies.rate_limit import Admission, TokenBucket
 from engine.state.memory import MemoryStateStore
 from engine.state.redis import RedisStateStore
+from engine.state.store import StoreUnavailable
 
 __all__ = ["PROBE_INTERVAL_SECONDS", "FallbackStateStore"]
 
@@ -108,7 +109,7 @@ class FallbackStateStore:
             return await self._primary(lambda: self.primary.take(key, bucket, now))
         except _Unavailable:
             if self.mode == "deny":
-                return Admission(False, self._wait())
+                raise StoreUnavailable(self._wait()) from None
             return await self.local.take(key, bucket, now)
 
     async def strike(self, subject: str, options: AbuseOptions, now: float, kind: str) -> Verdict:
@@ -142,7 +143,7 @@ class FallbackStateStore:
             return await self._primary(lambda: self.primary.acquire(slots))
         except _Unavailable:
             if self.mode == "deny":
-                return 0
+                raise StoreUnavailable(self._wait()) from None
             full = await self.local.acquire(slots)
             if full is None:
                 for key, _ in slots:

@@ -18,6 +18,17 @@ from engine.policies.abuse import AbuseOptions, Banned, Verdict
 from engine.policies.rate_limit import Admission, TokenBucket
 
 
+class StoreUnavailable(Exception):
+    """The store cannot decide now and its profile says to refuse (`on_store_error = "deny"`).
+
+    The guard turns it into a `Deny` with code `unavailable` from the policy that asked.
+    """
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(retry_after_seconds)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class StateStore(Protocol):
     async def take(self, key: str, bucket: TokenBucket, now: float) -> Admission:
         """Spend one token of `key`'s bucket (shaped by `bucket` as of now)."""

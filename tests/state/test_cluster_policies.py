@@ -194,7 +194,7 @@ async def test_redis_down_then_back(
             assert await on_b.call("echo", "b", timeout=5) == "b"  # and by node b alone
             assert store(b).degraded is not None
         else:
-            assert answer["error"]["code"] == "rate_limited"
+            assert answer["error"]["code"] == "unavailable"
             assert answer["error"]["retry_after_seconds"] == fallback.probe_interval_seconds
         assert fallback.fallbacks_total >= 1
         async with httpx.AsyncClient() as http:

@@ -12,8 +12,8 @@ import pytest
 
 from engine.cluster.options import ClusterOptions
 from engine.policies.abuse import ALLOWED, AbuseOptions, Banned
-from engine.policies.rate_limit import Admission, TokenBucket
-from engine.state import MemoryStateStore, build_store
+from engine.policies.rate_limit import TokenBucket
+from engine.state import MemoryStateStore, StoreUnavailable, build_store
 from engine.state.fallback import FallbackStateStore
 from engine.state.redis import RedisStateStore
 from tests.redis_server import RedisServer
@@ -135,12 +135,17 @@ async def test_deny_mode_refuses_while_redis_is_down(
     assert (await store.take("k", BUCKET, 0.0)).allowed
     redis_server.stop()
     clock.now = 1.0
-    assert await store.take("k", BUCKET, 0.0) == Admission(False, 5.0)  # until the next probe
+    with pytest.raises(StoreUnavailable) as refused:
+        await store.take("k", BUCKET, 0.0)
+    assert refused.value.retry_after_seconds == 5.0  # until the next probe
     assert store.degraded is not None
     assert "refusing" in store.degraded
     clock.now = 2.0
-    assert await store.take("k", BUCKET, 0.0) == Admission(False, 4.0)
-    assert await store.acquire([("conn:total", None)]) == 0  # "full"
+    with pytest.raises(StoreUnavailable) as refused:
+        await store.take("k", BUCKET, 0.0)
+    assert refused.value.retry_after_seconds == 4.0
+    with pytest.raises(StoreUnavailable):
+        await store.acquire([("conn:total", None)])
     assert await store.strike("user:1", OPTIONS, 0.0, "x") == ALLOWED  # not held against anyone
     assert await store.banned(["user:1"], 0.0) is None
     redis_server.start()
