@@ -99,13 +99,18 @@ class Inbox:
 
 
 def watched(
-    *events: str, namespace: str = "/", **options: Any
+    *events: str, namespaces: tuple[str, ...] = ("/",), **options: Any
 ) -> tuple[socketio.AsyncClient, Inbox]:
-    """A client whose `events` (and connect/disconnect) land in an inbox."""
+    """A client whose `events` (and connect/disconnect) land in an inbox.
+
+    Events of namespace "/" are recorded by name, the others as "<namespace> <name>".
+    """
     client = socketio.AsyncClient(**{"reconnection": False, **options})
     inbox = Inbox()
-    for name in (*events, "connect", "disconnect"):
-        client.on(name, _recorder(inbox, name), namespace=namespace)
+    for namespace in namespaces:
+        prefix = "" if namespace == "/" else f"{namespace} "
+        for name in (*events, "connect", "disconnect", "connect_error"):
+            client.on(name, _recorder(inbox, prefix + name), namespace=namespace)
     return client, inbox
 
 

@@ -276,3 +276,146 @@ async def test_reload_under_load_is_atomic_and_drops_nothing(
             assert metric(text, "engine_config_reloads_total", result=result) == count
         assert metric(text, "engine_config_info", hash=new_hash) == 1
         await disconnect_all([client for client, _ in pairs])
+
+
+STATE_PROFILE = f"""
+[engine]
+name = "state"
+environment = "development"
+
+[auth]
+type = "jwt"
+sources = ["auth"]
+
+[auth.jwt]
+secret = "{SECRET_A}"
+
+[security.abuse]
+strikes = 2
+window_seconds = 60
+ladder_seconds = [60]
+ban_by = ["user"]
+
+[namespaces."/"]
+handler = "tests.lifecycle_handlers:LifecycleNamespace"
+require_auth = true
+
+[namespaces."/".events.echo]
+
+[namespaces."/".events.limited]
+rate_limit = {{ rate_per_second = 0.01, burst = 2 }}
+{COMMON}
+"""
+
+
+async def test_buckets_and_bans_survive_a_reload(write_profile: Callable[..., Path]) -> None:
+    path = write_profile(STATE_PROFILE)
+    changed = write_profile(
+        STATE_PROFILE.replace('[namespaces."/".events.echo]', '[namespaces."/".events.added]\n'),
+        "changed.toml",
+    )
+    async with serving(path) as running:
+        url = running.url
+        drained, _ = watched()
+        await drained.connect(url, auth={"token": token("drained")}, transports=["websocket"])
+        for _ in range(2):
+            assert await drained.call("limited", 1, timeout=5) == {"limited": 1}
+        banned, banned_inbox = watched("error")
+        await banned.connect(url, auth={"token": token("mallory")}, transports=["websocket"])
+        for _ in range(2):  # two strikes: banned, and the session is closed
+            await banned.emit("undeclared", 1)
+        await banned_inbox.wait("disconnect")
+        assert "banned" in [e.get("code") for e in banned_inbox.all("error")]
+
+        status, report = await reload(running, changed)
+        assert (status, report["outcome"]) == (200, "applied"), report
+
+        # the bucket drained before the reload is still empty (same limit, same connection)
+        refused = await drained.call("limited", 1, timeout=5)
+        assert refused["error"]["code"] == "rate_limited", refused
+        assert await drained.call("added", 2, timeout=5) == {"added": 2}
+        # the ban issued before the reload still holds
+        again, inbox = watched()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await again.connect(url, auth={"token": token("mallory")}, wait_timeout=5)
+        await release(again)
+        assert (await inbox.wait("connect_error"))["data"]["code"] == "banned"
+        await drained.disconnect()
+
+
+def namespaces_profile(*names: str) -> str:
+    sections = "\n".join(
+        f'[namespaces."{name}"]\nhandler = "tests.lifecycle_handlers:LifecycleNamespace"\n'
+        for name in names
+    )
+    return f"""
+[engine]
+name = "namespaces-{len(names)}"
+environment = "development"
+
+{sections}
+{COMMON}
+"""
+
+
+async def test_namespaces_added_and_removed_and_config_hash_everywhere(
+    write_profile: Callable[..., Path],
+) -> None:
+    path = write_profile(namespaces_profile("/", "/old"))
+    swapped = write_profile(namespaces_profile("/", "/new", "/newer"), "swapped.toml")
+    async with serving(path) as running:
+        url = running.url
+        old_hash = running.engine.profile.config_hash
+        client, inbox = watched("error", namespaces=("/", "/old"))
+        await client.connect(url, namespaces=["/", "/old"], transports=["websocket"])
+        assert await client.call("echo", 1, namespace="/old", timeout=5) == 1
+        early, early_inbox = watched(namespaces=("/new",))
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await early.connect(url, namespaces=["/new"], wait_timeout=5)
+        await release(early)
+        assert await early_inbox.wait("/new connect_error") == {"message": "Invalid namespace"}
+
+        status, report = await reload(running)  # the running file, unchanged
+        assert (status, report["outcome"]) == (200, "unchanged"), report
+
+        status, report = await reload(running, swapped)
+        assert (status, report["outcome"]) == (200, "applied"), report
+        assert report["namespaces_added"] == ["/new", "/newer"]
+        assert report["namespaces_removed"] == ["/old"]
+        new_hash = report["new_config_hash"]
+
+        # clients of the removed namespace learn why, then are disconnected from it only
+        error = await inbox.wait("/old error")
+        assert error["code"] == "namespace_removed", error
+        await inbox.wait("/old disconnect")
+        assert await client.call("echo", 2, timeout=5) == 2
+        assert "disconnect" not in inbox.names()
+
+        # the added namespaces accept connections, the removed one no longer does
+        late, _ = watched(namespaces=("/new", "/newer"))
+        await late.connect(url, namespaces=["/new", "/newer"], transports=["websocket"])
+        assert await late.call("echo", 3, namespace="/newer", timeout=5) == 3
+        gone, gone_inbox = watched(namespaces=("/old",))
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await gone.connect(url, namespaces=["/old"], wait_timeout=5)
+        await release(gone)
+        assert await gone_inbox.wait("/old connect_error") == {"message": "Invalid namespace"}
+
+        # every view of the engine shows the active profile
+        for route in ("/readyz", "/healthz"):
+            status, body = await get_json(running, route)
+            assert status == 200, body
+            assert body["config_hash"] == new_hash != old_hash
+            assert body["profile"] == "namespaces-3"
+        status, stats = await get_json(running, "/engine/api/stats")
+        assert status == 200
+        assert stats["config_hash"] == new_hash
+        declared = {ns["namespace"] for ns in stats["namespaces"]}
+        assert {"/new", "/newer"} <= declared, declared
+        text = await metrics(running)
+        assert metric(text, "engine_config_info", hash=new_hash, profile="namespaces-3") == 1
+        assert metric(text, "engine_config_info", hash=old_hash) is None
+        assert metric(text, "engine_config_reloads_total", result="applied") == 1
+        assert metric(text, "engine_config_reloads_total", result="unchanged") == 1
+        await late.disconnect()
+        await client.disconnect()
