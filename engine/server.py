@@ -139,6 +139,20 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.namespace_handlers.pop(name, None)
         return len(sids)
 
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """python-socketio's server-side disconnect, plus the guard's and monitor's books.
+
+        python-socketio does not route its own `disconnect()` through `_handle_disconnect`, so
+        without this a member disconnected by the server (maintenance, a removed namespace, a
+        handler calling `disconnect`) would keep counting against its connection caps.
+        """
+        name = namespace or "/"
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+        if await self.guard.disconnected(name, sid) is not None:
+            self.monitor.connection_closed(name, "server disconnect")
+
     async def notify_and_disconnect(self, namespace: str, sid: str, refusal: Refusal) -> None:
         """Tell one connection why (an `error` event with the envelope), then disconnect it."""
         try:

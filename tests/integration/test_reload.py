@@ -410,8 +410,11 @@ async def test_namespaces_added_and_removed_and_config_hash_everywhere(
         status, stats = await get_json(running, "/engine/api/stats")
         assert status == 200
         assert stats["config_hash"] == new_hash
-        declared = {ns["namespace"] for ns in stats["namespaces"]}
-        assert {"/new", "/newer"} <= declared, declared
+        connections = {ns["namespace"]: ns["connections"] for ns in stats["namespaces"]}
+        assert {"/new", "/newer"} <= set(connections), connections
+        # the server-side disconnect is off the books (it no longer counts against caps)
+        assert connections.get("/old", 0) == 0, connections
+        assert connections["/"] == 1 and connections["/newer"] == 1, connections
         text = await metrics(running)
         assert metric(text, "engine_config_info", hash=new_hash, profile="namespaces-3") == 1
         assert metric(text, "engine_config_info", hash=old_hash) is None
