@@ -88,9 +88,9 @@ class Inbox:
     def all(self, event: str) -> list[Any]:
         return [data for name, data, _ in self.items if name == event]
 
-    async def wait(self, event: str, timeout: float = 5.0) -> Any:
-        """The first `event` received (already, or within `timeout`)."""
-        with anyio.fail_after(timeout):
+    async def wait(self, event: str, within: float = 5.0) -> Any:
+        """The first `event` received (already, or within `within` seconds)."""
+        with anyio.fail_after(within):
             while True:
                 for name, data, _ in self.items:
                     if name == event:

@@ -18,7 +18,6 @@ import anyio
 import pytest
 import socketio
 
-from engine.serve import Running
 from tests.conftest import release, serving
 from tests.integration.lifecycle import (
     COMMON,
@@ -128,8 +127,8 @@ class Load:
         self.tick.set()
         self.tick = anyio.Event()
 
-    async def until(self, calls: int, since: float, timeout: float = 20.0) -> None:
-        with anyio.fail_after(timeout):
+    async def until(self, calls: int, since: float, within: float = 20.0) -> None:
+        with anyio.fail_after(within):
             while any(s.done_since(since) < calls for s in self.senders):
                 failed = [f for s in self.senders for f in s.failures]
                 assert not failed, failed[:5]
@@ -255,7 +254,8 @@ async def test_reload_under_load_is_atomic_and_drops_nothing(
         print(f"acks received: {total}, lost: 0")
 
         for (client, inbox), sid in zip(pairs, sids, strict=True):
-            assert client.connected and client.sid == sid
+            assert client.connected
+            assert client.sid == sid
             assert "disconnect" not in inbox.names()
 
         # the rotated secret: old tokens are refused, new ones admitted; nobody was dropped
@@ -414,7 +414,8 @@ async def test_namespaces_added_and_removed_and_config_hash_everywhere(
         assert {"/new", "/newer"} <= set(connections), connections
         # the server-side disconnect is off the books (it no longer counts against caps)
         assert connections.get("/old", 0) == 0, connections
-        assert connections["/"] == 1 and connections["/newer"] == 1, connections
+        assert connections["/"] == 1, connections
+        assert connections["/newer"] == 1, connections
         text = await metrics(running)
         assert metric(text, "engine_config_info", hash=new_hash, profile="namespaces-3") == 1
         assert metric(text, "engine_config_info", hash=old_hash) is None
