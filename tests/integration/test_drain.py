@@ -1,0 +1,200 @@
+"""Drain (SIGTERM, or `Running.stop()`): readiness flips first, every client is told, the
+transports close spread over `drain_seconds`, and the official clients reconnect (here: to the
+next node on the same address, as they would to another node behind a balancer)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import socketio
+from anyio.abc import Process
+from anyio.streams.text import TextReceiveStream
+
+from engine.lifecycle import Phase
+from engine.profile.build import load_profile
+from engine.serve import Running, serve
+from tests.conftest import ROOT, serving
+from tests.integration.lifecycle import Inbox
+
+pytestmark = pytest.mark.anyio
+
+CLIENTS = 20
+DRAIN_SECONDS = 1.0
+NODE = shutil.which("node")
+JS = ROOT / "tests" / "js"
+HAVE_JS = NODE is not None and (JS / "node_modules" / "socket.io-client").is_dir()
+
+PROFILE = f"""
+[engine]
+name = "drain"
+environment = "development"
+
+[server]
+drain_seconds = {DRAIN_SECONDS}
+shutdown_grace_seconds = 2
+
+[namespaces."/"]
+handler = "tests.lifecycle_handlers:LifecycleNamespace"
+"""
+
+
+class Observed:
+    """What one python-socketio client saw, and the engine's phase when it was disconnected."""
+
+    def __init__(self, running: Running, first_close: anyio.Event) -> None:
+        self.first_close = first_close
+        self.inbox = Inbox()
+        self.phase_at_disconnect: Phase | None = None
+        self.reason: Any = None
+        self.running = running
+        self.client = socketio.AsyncClient(
+            reconnection=True,
+            reconnection_delay=0.1,
+            reconnection_delay_max=0.3,
+            randomization_factor=0,
+        )
+        self.client.on("connect", lambda: self.inbox.put("connect", None))
+        self.client.on("server_draining", lambda data: self.inbox.put("server_draining", data))
+        self.client.on("disconnect", self.disconnected)
+
+    def disconnected(self, reason: Any = None) -> None:
+        if self.phase_at_disconnect is None:
+            self.phase_at_disconnect = self.running.engine.lifecycle.phase
+            self.reason = reason
+        self.inbox.put("disconnect", reason)
+        self.first_close.set()
+
+    def time_of(self, event: str) -> float:
+        return next(t for name, _, t in self.inbox.items if name == event)
+
+    async def connects(self, count: int) -> None:
+        with anyio.fail_after(10):
+            while self.inbox.names().count("connect") < count:
+                await self.inbox.changed.wait()
+
+
+class JsClient:
+    """tests/js/drain.mjs: the JS client's lines, parsed, as they arrive."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+        self._buffer = ""
+        assert process.stdout is not None
+        self._stream = TextReceiveStream(process.stdout)
+
+    async def until(self, kind: str, **fields: Any) -> dict[str, Any]:
+        with anyio.fail_after(10):
+            while True:
+                for line in self.lines:
+                    if line["type"] == kind and all(line.get(k) == v for k, v in fields.items()):
+                        return line
+                chunk = await self._stream.receive()
+                self._buffer += chunk
+                *complete, self._buffer = self._buffer.split("\n")
+                self.lines += [json.loads(text) for text in complete if text.strip()]
+
+
+async def test_drain_notifies_spreads_closes_and_clients_reconnect(
+    write_profile: Callable[..., Path],
+) -> None:
+    path = write_profile(PROFILE)
+    js: list[JsClient] = []
+    async with serving(path) as running:
+        port = running.port
+        first_close = anyio.Event()
+        observed = [Observed(running, first_close) for _ in range(CLIENTS)]
+        async with anyio.create_task_group() as tasks:
+            for one in observed:
+                tasks.start_soon(partial(one.client.connect, running.url, transports=["websocket"]))
+        if HAVE_JS:
+            assert NODE is not None
+            for transports in (["websocket"], ["polling"]):
+                scenario = json.dumps({"url": running.url, "transports": transports})
+                process = await anyio.open_process([NODE, str(JS / "drain.mjs"), scenario], cwd=JS)
+                js.append(JsClient(process))
+                await js[-1].until("connect", n=1)
+
+        stopped = time.perf_counter()
+        running.stop()
+        with anyio.fail_after(DRAIN_SECONDS + 5):
+            await first_close.wait()
+            # the first close came after readiness flipped, and the node is still draining
+            assert [o.phase_at_disconnect for o in observed if o.phase_at_disconnect] == [
+                Phase.DRAINING
+            ]
+            async with httpx.AsyncClient(base_url=running.url) as http:
+                ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["phase"] == "draining"
+            for one in observed:
+                await one.inbox.wait("disconnect", within=DRAIN_SECONDS + 5)
+        for one in observed:
+            names = one.inbox.names()
+            assert names.index("server_draining") < names.index("disconnect"), names
+            assert one.phase_at_disconnect is Phase.DRAINING
+            assert one.reason == "transport error"  # a transport close: the client reconnects
+        notice = observed[0].inbox.all("server_draining")[0]
+        assert notice["reconnect"] is True
+        assert notice["drain_seconds"] == DRAIN_SECONDS
+
+        for client in js:
+            transport = "websocket" if client is js[0] else "polling"
+            drained = await client.until("disconnect")
+            assert drained["reason"] == "transport close", (transport, drained)
+            events = [line.get("event") for line in client.lines if line["type"] == "event"]
+            assert events == ["server_draining"], (transport, client.lines)
+            notice_at = client.lines.index(
+                next(line for line in client.lines if line.get("event") == "server_draining")
+            )
+            assert notice_at < client.lines.index(drained)
+
+        closes = sorted(one.time_of("disconnect") - stopped for one in observed)
+        gaps = [b - a for a, b in itertools.pairwise(closes)]
+        server = running.engine.sio.transitions.drain_closes
+        server_span = server[-1] - server[0]
+        sessions = len(server)
+        print(
+            f"\ndrain of {sessions} sessions over drain_seconds={DRAIN_SECONDS}: "
+            f"clients saw first close {closes[0] * 1000:.0f} ms, last {closes[-1] * 1000:.0f} ms "
+            f"after stop, max gap {max(gaps) * 1000:.0f} ms "
+            f"(even spread: {DRAIN_SECONDS / sessions * 1000:.0f} ms); "
+            f"server closes spanned {server_span * 1000:.0f} ms"
+        )
+        even = DRAIN_SECONDS / sessions
+        assert server_span >= DRAIN_SECONDS - even - 0.05
+        assert server_span <= DRAIN_SECONDS + 0.5
+        assert closes[-1] - closes[0] >= 0.7 * DRAIN_SECONDS  # spread, not a burst
+        assert max(gaps) < 0.5 * DRAIN_SECONDS  # no client waits for half the window
+
+    # the next node on the same address: every client reconnects on its own
+    profile = load_profile(path, {})
+    async with anyio.create_task_group() as tasks:
+        successor: Running = await tasks.start(
+            partial(serve, profile, bind=f"127.0.0.1:{port}", signals=False)
+        )
+        restarted = time.perf_counter()
+        for one in observed:
+            await one.connects(2)
+        for client in js:
+            await client.until("connect", n=2)
+            await client.process.wait()
+            assert client.process.returncode == 0
+        print(
+            f"{len(observed)} python + {len(js)} JS clients reconnected "
+            f"{(time.perf_counter() - restarted) * 1000:.0f} ms after the next node started"
+        )
+        assert await observed[0].client.call("echo", "back", timeout=5) == "back"
+        for one in observed:
+            await one.client.disconnect()
+        successor.stop()
