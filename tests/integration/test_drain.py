@@ -1,14 +1,16 @@
 """Drain (SIGTERM, or `Running.stop()`): readiness flips first, every client is told, the
-transports close spread over `drain_seconds`, and the official clients reconnect (here: to the
-next node on the same address, as they would to another node behind a balancer)."""
+transports close spread over `drain_seconds`, and the official clients reconnect, to the other
+node behind a (test) balancer that sends new connections to a ready node."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,11 @@ import anyio
 import httpx
 import pytest
 import socketio
-from anyio.abc import Process
+from anyio.abc import Process, SocketStream, TaskStatus
 from anyio.streams.text import TextReceiveStream
 
 from engine.lifecycle import Phase
-from engine.profile.build import load_profile
-from engine.serve import Running, serve
+from engine.serve import Running
 from tests.conftest import ROOT, serving
 from tests.integration.lifecycle import Inbox
 
@@ -105,22 +106,60 @@ class JsClient:
                 self.lines += [json.loads(text) for text in complete if text.strip()]
 
 
+async def balance(
+    nodes: list[Running], *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """A sticky balancer in front of `nodes`, as in production: a request of an existing
+    Engine.IO session (`sid=` in its request line) goes to the node holding that session, a
+    new one to the first ready node (what a balancer checking /readyz does). It routes each
+    TCP connection by its first request, which is all the clients here need."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+
+    async def pipe(source: SocketStream, sink: SocketStream, scope: anyio.CancelScope) -> None:
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for chunk in source:
+                await sink.send(chunk)
+        scope.cancel()  # one side closed: close both, as a balancer does
+
+    async def handle(client: SocketStream) -> None:
+        first = await client.receive()
+        sid = re.search(rb"[?&]sid=([^& ]+)", first.split(b"\r\n", 1)[0])
+        holders = [n for n in nodes if sid and sid.group(1).decode() in n.engine.sio.eio.sockets]
+        node = (holders or [n for n in nodes if n.engine.lifecycle.ready])[0]
+        async with (
+            client,
+            await anyio.connect_tcp("127.0.0.1", node.port) as upstream,
+            anyio.create_task_group() as tasks,
+        ):
+            await upstream.send(first)
+            tasks.start_soon(pipe, client, upstream, tasks.cancel_scope)
+            tasks.start_soon(pipe, upstream, client, tasks.cancel_scope)
+
+    async with listener:
+        await listener.serve(handle)
+
+
 async def test_drain_notifies_spreads_closes_and_clients_reconnect(
     write_profile: Callable[..., Path],
 ) -> None:
     path = write_profile(PROFILE)
     js: list[JsClient] = []
-    async with serving(path) as running:
-        port = running.port
+    async with (
+        serving(path) as successor,
+        serving(path) as running,
+        anyio.create_task_group() as balancer,
+    ):
+        url = f"http://127.0.0.1:{await balancer.start(balance, [running, successor])}"
         first_close = anyio.Event()
         observed = [Observed(running, first_close) for _ in range(CLIENTS)]
         async with anyio.create_task_group() as tasks:
             for one in observed:
-                tasks.start_soon(partial(one.client.connect, running.url, transports=["websocket"]))
+                tasks.start_soon(partial(one.client.connect, url, transports=["websocket"]))
         if HAVE_JS:
             assert NODE is not None
             for transports in (["websocket"], ["polling"]):
-                scenario = json.dumps({"url": running.url, "transports": transports})
+                scenario = json.dumps({"url": url, "transports": transports})
                 process = await anyio.open_process([NODE, str(JS / "drain.mjs"), scenario], cwd=JS)
                 js.append(JsClient(process))
                 await js[-1].until("connect", n=1)
@@ -151,7 +190,8 @@ async def test_drain_notifies_spreads_closes_and_clients_reconnect(
         for client in js:
             transport = "websocket" if client is js[0] else "polling"
             drained = await client.until("disconnect")
-            assert drained["reason"] == "transport close", (transport, drained)
+            # a transport-level close (not "io server disconnect"): the JS client reconnects
+            assert drained["reason"] in ("transport close", "transport error"), (transport, drained)
             events = [line.get("event") for line in client.lines if line["type"] == "event"]
             assert events == ["server_draining"], (transport, client.lines)
             notice_at = client.lines.index(
@@ -175,14 +215,10 @@ async def test_drain_notifies_spreads_closes_and_clients_reconnect(
         assert server_span >= DRAIN_SECONDS - even - 0.05
         assert server_span <= DRAIN_SECONDS + 0.5
         assert closes[-1] - closes[0] >= 0.7 * DRAIN_SECONDS  # spread, not a burst
-        assert max(gaps) < 0.5 * DRAIN_SECONDS  # no client waits for half the window
+        # not two bursts either (the bound leaves room for a stalled loop on a busy machine)
+        assert max(gaps) < 0.8 * DRAIN_SECONDS
 
-    # the next node on the same address: every client reconnects on its own
-    profile = load_profile(path, {})
-    async with anyio.create_task_group() as tasks:
-        successor: Running = await tasks.start(
-            partial(serve, profile, bind=f"127.0.0.1:{port}", signals=False)
-        )
+        # behind the balancer, every client reconnects on its own, to the other node
         restarted = time.perf_counter()
         for one in observed:
             await one.connects(2)
@@ -191,10 +227,10 @@ async def test_drain_notifies_spreads_closes_and_clients_reconnect(
             await client.process.wait()
             assert client.process.returncode == 0
         print(
-            f"{len(observed)} python + {len(js)} JS clients reconnected "
-            f"{(time.perf_counter() - restarted) * 1000:.0f} ms after the next node started"
+            f"{len(observed)} python + {len(js)} JS clients reconnected (to the other node) "
+            f"{(time.perf_counter() - restarted) * 1000:.0f} ms after the last close"
         )
         assert await observed[0].client.call("echo", "back", timeout=5) == "back"
         for one in observed:
             await one.client.disconnect()
-        successor.stop()
+        balancer.cancel_scope.cancel()
