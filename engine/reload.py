@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -58,11 +58,20 @@ RESTART_REQUIRED: tuple[KeyPath, ...] = (
 )
 
 
-def restart_required(path: KeyPath) -> bool:
+def restart_required(path: KeyPath, kept: Collection[str] | None = None) -> bool:
+    """Whether a change at `path` needs a restart; `kept`: namespaces served before and after.
+
+    A kept namespace's handler class was imported once, so changing it needs a restart; the
+    handler of a namespace a reload adds or removes comes and goes with it (live).
+    """
     if any(path[: len(prefix)] == prefix for prefix in RESTART_REQUIRED):
         return True
-    # a namespace's handler class is imported once; its rules are live
-    return len(path) >= 3 and path[0] == "namespaces" and path[2] == "handler"
+    return (
+        len(path) >= 3
+        and path[0] == "namespaces"
+        and path[2] == "handler"
+        and (kept is None or path[1] in kept)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +131,9 @@ def plan(current: Profile, path: Path, environ: Mapping[str, str] | None = None)
         lines = tuple(d.render() for d in exc.diagnostics)
         return Plan(ReloadReport("invalid", old_hash, errors=lines))
     found = changes(current.snapshot, new.snapshot)
-    live = tuple(c for c in found if not restart_required(c.path))
-    restart = tuple(c for c in found if restart_required(c.path))
+    kept = set(current.namespaces) & set(new.namespaces)
+    live = tuple(c for c in found if not restart_required(c.path, kept))
+    restart = tuple(c for c in found if restart_required(c.path, kept))
     added = tuple(n for n in new.namespaces if n not in current.namespaces)
     removed = tuple(n for n in current.namespaces if n not in new.namespaces)
     errors = []

@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -79,14 +80,16 @@ class Running:
     signals_received: int = 0
     metrics_urls: dict[str, str] = field(default_factory=dict)
     reloads: set[asyncio.Task[Any]] = field(default_factory=set)
+    started_from: Path | None = None  # the profile file given at start (what SIGHUP re-reads)
 
     def stop(self) -> None:
         self.stop_requested.set()
 
     def on_reload_signal(self) -> None:
-        """SIGHUP: re-read the running profile's file; the outcome is logged and counted."""
-        log.info("engine received SIGHUP: reloading %s", self.engine.profile.source)
-        task = asyncio.get_running_loop().create_task(self.engine.reload())
+        """SIGHUP: re-read the file the engine was started with (also after `engine reload
+        --profile OTHER` swapped in another file); the outcome is logged and counted."""
+        log.info("engine received SIGHUP: reloading %s", self.started_from)
+        task = asyncio.get_running_loop().create_task(self.engine.reload(self.started_from))
         self.reloads.add(task)
         task.add_done_callback(self.reloads.discard)
 
@@ -130,7 +133,7 @@ async def serve(
     tune_gc(profile.server.gc_threshold_objects)
     monitor = engine.monitor
     sock = open_listener(host, port, profile.server.listen_backlog)
-    running = Running(engine, host, sock.getsockname()[1])
+    running = Running(engine, host, sock.getsockname()[1], started_from=profile.path)
     config = hypercorn_config(profile, sock.detach())
     metrics = [_metrics_listener(bind, app) for bind, app in engine.metrics_listeners.items()]
     running.metrics_urls = {bind: url for bind, url, _, _ in metrics}

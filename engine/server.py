@@ -139,6 +139,20 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.namespace_handlers.pop(name, None)
         return len(sids)
 
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """python-socketio's server-side disconnect, plus the guard's and monitor's books.
+
+        python-socketio does not route its own `disconnect()` through `_handle_disconnect`, so
+        without this a member disconnected by the server (maintenance, a removed namespace, a
+        handler calling `disconnect`) would keep counting against its connection caps.
+        """
+        name = namespace or "/"
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+        if await self.guard.disconnected(name, sid) is not None:
+            self.monitor.connection_closed(name, "server disconnect")
+
     async def notify_and_disconnect(self, namespace: str, sid: str, refusal: Refusal) -> None:
         """Tell one connection why (an `error` event with the envelope), then disconnect it."""
         try:
@@ -532,8 +546,20 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self._check_idle()
 
     async def close_transport(self, eio_sid: str) -> None:
-        # wait=False: a peer that already vanished must not hold the drain hostage
-        await self._close_session(eio_sid)
+        """Close one session's transport as a node going away does, so its client reconnects.
+
+        Over WebSocket the socket is just closed after what was queued (the drain notice), as
+        the reference server does: no Engine.IO CLOSE packet, which python-socketio's client
+        takes for a final server disconnect and does not reconnect after. A long-poll gets the
+        CLOSE packet, on which the JS client reconnects. wait=False: a peer that already
+        vanished must not hold the drain hostage.
+        """
+        session = self.eio.sockets.get(eio_sid)
+        if session is None or not session.upgraded:
+            await self._close_session(eio_sid)
+            return
+        await session.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_CLOSE)
+        session.queue.put_nowait(None)  # ends the writer, which closes the WebSocket
 
     async def runtime_changed(self, old: Runtime, new: Runtime, report: Any) -> None:
         await self.transitions.runtime_changed(old, new, report)

@@ -87,10 +87,11 @@ def render(report: dict[str, object]) -> str:
         f"reload {report['outcome']}: {report.get('old_config_hash')} -> "
         f"{report.get('new_config_hash') or '-'}"
     ]
+    applied = report["outcome"] == "applied"
     for key, title in (
         ("errors", "error"),
         ("restart_required", "restart required (the running profile is unchanged)"),
-        ("live", "live"),
+        ("live", "live" if applied else "live (not applied)"),
     ):
         items = report.get(key) or []
         assert isinstance(items, list)
