@@ -82,6 +82,7 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if event == "connect":
             return await self._connect(*args)
         if event == "disconnect":
+            await self.server.suspend(self, args[0], self.client_rooms.get(args[0], set()))
             self.client_rooms.pop(args[0], None)
             return await self._forward(event, *args)
         if event == "join_room":
@@ -106,12 +107,14 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if result is False:
                 await self.server.guard.disconnected(self.name, sid)
                 return False
+        # a recovered session gets its rooms and missed events once nothing can refuse it
+        joined = await self.server.resume(self, sid)
         facts = self.facts(sid)
         for template in self.spec.auto_join:
             room = template.render(facts)
             if room is not None:
                 await self.enter_room(sid, room)
-        self.client_rooms[sid] = set()
+        self.client_rooms[sid] = set(joined or ())
         self.server.monitor.connection_opened(self.name)
         return None
 

@@ -40,6 +40,7 @@ from engine.profile.model import (
     ServerOptions,
 )
 from engine.profile.validate import InvalidProfile, Resolved, resolve
+from engine.recovery.options import RecoveryOptions
 from engine.registry import UnknownType
 from engine.rooms import RoomTemplate
 
@@ -279,4 +280,5 @@ def _namespace(resolved: Resolved, name: str, spec: Mapping[str, Any]) -> Namesp
         max_client_rooms=spec["max_client_rooms"],
         access=NamespaceAccess.from_profile(spec),
         require_auth=spec["require_auth"],
+        recovery=RecoveryOptions.from_profile(spec["recovery"]) if "recovery" in spec else None,
     )

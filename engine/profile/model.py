@@ -23,6 +23,7 @@ from engine.policies.connections import ConnectionCaps
 from engine.policies.payload import PayloadLimits
 from engine.policies.rate_limit import TokenBucket
 from engine.profile.diff import Leaf
+from engine.recovery.options import RecoveryOptions
 from engine.rooms import RoomTemplate
 
 Environment = Literal["development", "production", "maintenance"]
@@ -102,6 +103,7 @@ class NamespaceSpec:
     max_client_rooms: int
     access: NamespaceAccess
     require_auth: bool
+    recovery: RecoveryOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)
