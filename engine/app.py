@@ -14,7 +14,9 @@ import socketio
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
 from engine.monitoring.sinks.prometheus import bearer_ok
+from engine.policies.access import BUILTIN_EVENTS
 from engine.profile.model import Profile
+from engine.progress import ProgressHub
 from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
@@ -59,6 +61,11 @@ class Engine:
     @property
     def runtime(self) -> Runtime:
         return self.ref.runtime
+
+    @property
+    def progress(self) -> ProgressHub:
+        """The engine's tasks: `engine.progress.publish(task_id, owner=..., percent=...)`."""
+        return self.sio.progress
 
     def status(self) -> dict[str, Any]:
         return {
@@ -162,7 +169,7 @@ def apply_log_level(level: str) -> None:
 
 def declared_events(profile: Profile) -> dict[str, frozenset[str]]:
     return {
-        name: frozenset(spec.events or ()) | {"join_room", "leave_room"}
+        name: frozenset(spec.events or ()) | BUILTIN_EVENTS
         for name, spec in profile.namespaces.items()
     }
 

@@ -25,6 +25,7 @@ from engine.guard import Guard, Peer
 from engine.monitoring import Monitor
 from engine.namespaces import EngineNamespace
 from engine.policies.origin import OriginMatcher
+from engine.progress import ProgressHub
 from engine.recovery import MemoryRecoveryStore, Recovery, RecoveryOptions, RecoveryStore
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
@@ -108,6 +109,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.engine_namespaces: dict[str, EngineNamespace] = {}
         self.recovery = Recovery(self._recovery_options, recovery_store or MemoryRecoveryStore())
         self._transport_lost: set[str] = set()
+        self.progress = ProgressHub(lambda: self.runtime.profile.progress, self._emit_to_room)
         for name in profile.namespaces:
             self.add_namespace(name)
         admin = profile.monitoring.admin_ui
@@ -608,6 +610,9 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         )
         members = self.manager.rooms.get(name, {}).get(target, ())
         self.monitor.event_out(name, event, _size(data), len(members))
+
+    async def _emit_to_room(self, event: str, data: Any, room: str, namespace: str) -> None:
+        await self.emit(event, data, room=room, namespace=namespace)
 
     def _timed(self, namespace: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         started = time.perf_counter()

@@ -31,6 +31,9 @@ RESERVED_EVENTS = frozenset(
         "error",
         "join_room",
         "leave_room",
+        "join_task",
+        "leave_task",
+        "cancel_task",
     }
 )
 
@@ -68,8 +71,8 @@ def check_namespaces(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
                         where,
                         "reserved event name",
                         got=repr(event),
-                        hint="connect, disconnect, error and the built-in join_room/leave_room "
-                        "cannot be declared",
+                        hint="connect, disconnect, error and the built-in join_room/leave_room, "
+                        "join_task/leave_task/cancel_task cannot be declared",
                     )
                 )
     return out
@@ -286,8 +289,24 @@ def check_lifecycle(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
     return out
 
 
+def check_progress(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    """Progress channels are served in a declared namespace."""
+    progress = data["progress"]
+    if progress["enabled"] and progress["namespace"] not in data["namespaces"]:
+        return [
+            loaded.diagnostic(
+                ("progress", "namespace"),
+                "not a declared namespace",
+                expected="one of: " + ", ".join(repr(n) for n in data["namespaces"]),
+                got=repr(progress["namespace"]),
+            )
+        ]
+    return []
+
+
 CHECKS: tuple[Check, ...] = (
     check_ping,
+    check_progress,
     check_namespaces,
     check_server,
     check_risks,
