@@ -17,6 +17,7 @@ from engine.monitoring.sinks.prometheus import bearer_ok
 from engine.policies.access import BUILTIN_EVENTS
 from engine.profile.model import Profile
 from engine.progress import ProgressHub
+from engine.publish import HISTORY_PATH, PUBLISH_PATH, PublishAPI
 from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
@@ -191,6 +192,7 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     sio = EngineServer(ref, monitor)
     engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
     dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))
+    publish = PublishAPI(engine)
     engine.routes = {
         **metrics_routes(monitor, None),
         **dashboard.routes(),
@@ -199,6 +201,12 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         profile.admin.path: Route(
             engine.reload_route, methods=frozenset({"POST"}), max_body_bytes=4096
         ),
+        PUBLISH_PATH: Route(
+            publish.publish,
+            methods=frozenset({"POST"}),
+            max_body_bytes=profile.publish.max_body_bytes,
+        ),
+        HISTORY_PATH: Route(publish.history),
     }
     engine.metrics_listeners = {
         bind: Router(metrics_routes(monitor, bind)) for bind in metrics_binds(monitor)

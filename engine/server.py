@@ -591,25 +591,47 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         callback: Callable[..., Any] | None = None,
         ignore_queue: bool = False,
     ) -> None:
-        name = namespace or "/"
-        target = to if to is not None else room
-        if callback is not None:
-            callback = self._timed(name, callback)
-        else:
-            stamped = await self.recovery.stamp(name, event, data, target, skip_sid)
-            if stamped is not None:
-                data = stamped  # the offset travels as the last argument
-        await super().emit(
+        await self.emit_recorded(
             event,
-            data=data,
-            to=target,
+            data,
+            to=to if to is not None else room,
             skip_sid=skip_sid,
             namespace=namespace,
             callback=callback,
             ignore_queue=ignore_queue,
         )
-        members = self.manager.rooms.get(name, {}).get(target, ())
+
+    async def emit_recorded(
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
+    ) -> str | None:
+        """`emit`, returning the event's offset when it is a recoverable one (else None)."""
+        name = namespace or "/"
+        offset: str | None = None
+        if callback is not None:
+            callback = self._timed(name, callback)
+        else:
+            stamped = await self.recovery.stamp(name, event, data, to, skip_sid)
+            if stamped is not None:
+                data, offset = stamped, stamped[-1]  # the offset travels as the last argument
+        await super().emit(
+            event,
+            data=data,
+            to=to,
+            skip_sid=skip_sid,
+            namespace=namespace,
+            callback=callback,
+            ignore_queue=ignore_queue,
+        )
+        members = self.manager.rooms.get(name, {}).get(to, ()) if isinstance(to, str | None) else ()
         self.monitor.event_out(name, event, _size(data), len(members))
+        return offset
 
     async def _emit_to_room(self, event: str, data: Any, room: str, namespace: str) -> None:
         await self.emit(event, data, room=room, namespace=namespace)
