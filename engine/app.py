@@ -11,6 +11,7 @@ from typing import Any
 
 import socketio
 
+from engine.client import client_routes
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
 from engine.monitoring.sinks.prometheus import bearer_ok
@@ -207,6 +208,7 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
             max_body_bytes=profile.publish.max_body_bytes,
         ),
         HISTORY_PATH: Route(publish.history),
+        **client_routes(lambda: engine.profile),
     }
     engine.metrics_listeners = {
         bind: Router(metrics_routes(monitor, bind)) for bind in metrics_binds(monitor)
