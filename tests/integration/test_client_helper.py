@@ -129,3 +129,12 @@ async def test_helper_watches_a_task_across_a_dropped_transport(
         # every update published reached the page once, in order (no loss across the drop)
         seen = await page.evaluate("window.seen")
         assert seen == [0, 10, 20, 30, 40], json.dumps(seen)
+
+
+def test_the_example_profile_is_valid() -> None:
+    from engine.profile.build import load_profile
+    from tests.conftest import ROOT
+
+    profile = load_profile(ROOT / "examples" / "progress" / "profile.toml", {})
+    assert profile.progress.enabled
+    assert profile.publish.token is not None
