@@ -58,7 +58,8 @@ async def restore_alone(events: int) -> float:
     started = time.perf_counter()
     restored = await store.restore("/", "pid", first, Fence(None, frozenset()), OPTIONS, 0)
     elapsed = time.perf_counter() - started
-    assert restored is not None and len(restored.missed) == events
+    assert restored is not None
+    assert len(restored.missed) == events
     return elapsed
 
 
@@ -105,7 +106,8 @@ async def replay(events: int, rounds: int) -> list[float]:
                 connect = await client.until_type("connect")
                 elapsed = time.perf_counter() - started
                 got = sum(1 for line in client.seen[start:] if line.get("event") == "tick")
-                assert connect["recovered"] is True and got == events, (connect, got)
+                assert connect["recovered"] is True, connect
+                assert got == events, got
                 out.append(elapsed)
     return out
 
