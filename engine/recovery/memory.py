@@ -170,12 +170,8 @@ class MemoryRecoveryStore:
             if not stored.reaches(session.rooms):
                 continue
             seq = self._seq(stored.offset)
-            if (
-                fenced is not None
-                and seq is not None
-                and seq > fenced
-                and stored.reaches(fence.rooms)
-            ):
+            live = bool(fence.rooms) and fenced is not None and seq is not None and seq > fenced
+            if live and stored.reaches(fence.rooms):
                 continue  # sent to the connection while it was reconnecting: delivered live
             missed.append(stored)
         return Restored(session, tuple(missed))

@@ -67,7 +67,8 @@ class Stored:
 @dataclass(frozen=True, slots=True)
 class Fence:
     """What a reconnecting connection may already have received live before its rooms were
-    restored: everything after `after` sent to the whole namespace or to one of `rooms`."""
+    restored: everything after `after` (None: the history was empty) sent to the whole
+    namespace or to one of `rooms` (empty: nothing was received live)."""
 
     after: str | None
     rooms: frozenset[str]
