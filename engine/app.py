@@ -18,6 +18,8 @@ from engine.monitoring.sinks.prometheus import bearer_ok
 from engine.policies.access import BUILTIN_EVENTS
 from engine.profile.model import Profile
 from engine.progress import ProgressHub
+from engine.progress.options import serves_tasks
+from engine.progress.task import TASK_EVENTS
 from engine.publish import HISTORY_PATH, PUBLISH_PATH, PublishAPI
 from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
@@ -171,7 +173,9 @@ def apply_log_level(level: str) -> None:
 
 def declared_events(profile: Profile) -> dict[str, frozenset[str]]:
     return {
-        name: frozenset(spec.events or ()) | BUILTIN_EVENTS
+        name: frozenset(spec.events or ())
+        | BUILTIN_EVENTS
+        | (TASK_EVENTS if serves_tasks(profile.progress, name) else frozenset())
         for name, spec in profile.namespaces.items()
     }
 

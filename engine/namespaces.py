@@ -13,10 +13,11 @@ from typing import Any
 import socketio
 
 from engine.auth import ANONYMOUS, Identity
-from engine.chain.progress import TASK_EVENTS
 from engine.chain.rooms import BUILTIN_EVENTS, room_of
 from engine.profile.model import NamespaceSpec
 from engine.progress import task_id_of, task_room
+from engine.progress.options import serves_tasks
+from engine.progress.task import TASK_EVENTS
 from engine.refusal import Refusal
 from engine.runtime import RuntimeRef
 
@@ -91,7 +92,7 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return await self._join(args[0], args[1] if len(args) > 1 else None)
         if event == "leave_room":
             return await self._leave(args[0], args[1] if len(args) > 1 else None)
-        if event in TASK_EVENTS:
+        if event in TASK_EVENTS and serves_tasks(self.ref.runtime.profile.progress, self.name):
             return await self._task(event, args[0], args[1] if len(args) > 1 else None)
         return await self._forward(event, *args)
 

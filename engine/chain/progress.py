@@ -1,6 +1,7 @@
 """`progress`: the built-in `join_task` / `leave_task` / `cancel_task` events.
 
-The static rules are decided here (progress on in this namespace, a valid task id, cancelling
+Where `[progress]` serves them (elsewhere they are ordinary event names), the static rules are
+decided here (, a valid task id, cancelling
 allowed); whether the task is the client's own (or its roles may watch any task) is decided by
 `ProgressHub` after the chain, like a `leave_room` of a room never joined.
 """
@@ -13,11 +14,9 @@ from engine.chain import POLICIES
 from engine.chain.base import Request, Stage
 from engine.policies.decision import ALLOW, Decision, Deny
 from engine.profile.model import Profile
-from engine.progress.options import ProgressOptions
-from engine.progress.task import task_id_of
+from engine.progress.options import ProgressOptions, serves_tasks
+from engine.progress.task import TASK_EVENTS, task_id_of
 from engine.state import StateStore
-
-TASK_EVENTS = frozenset({"join_task", "leave_task", "cancel_task"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +29,8 @@ class ProgressPolicy:
         if request.event not in TASK_EVENTS or request.namespace is None:
             return ALLOW
         options = self.options
-        if not options.enabled or request.namespace.name != options.namespace:
-            return Deny(
-                "unknown_event", f"{request.event} is not served in this namespace", strike=True
-            )
+        if not serves_tasks(options, request.namespace.name):
+            return ALLOW  # an ordinary event name here
         if task_id_of(request.args) is None:
             return Deny(
                 "invalid_payload", "task_id must be 1-128 of A-Z a-z 0-9 _ . : -", strike=True

@@ -8,8 +8,9 @@ Semantics, chosen so a profile reads the way it is enforced:
   (log in), an authenticated one lacking it gets ``forbidden`` (logging in again won't help);
 - an event allow-list of ``None`` admits every event; otherwise unlisted events are
   ``unknown_event``;
-- ``join_room``/``leave_room`` always pass here: room rules are decided by the rooms policy;
-  ``join_task``/``leave_task``/``cancel_task`` by the progress policy and the task's owner.
+- ``join_room``/``leave_room`` always pass here: room rules are decided by the rooms policy.
+  (``join_task``/``leave_task``/``cancel_task`` pass in the chain's access policy where
+  ``[progress]`` serves them; elsewhere they are ordinary event names.)
 
 Every event decision re-applies the namespace requirements, so an identity whose roles shrink
 mid-connection (token refresh) cannot keep using the namespace.
@@ -34,9 +35,7 @@ __all__ = [
     "decide_event",
 ]
 
-BUILTIN_EVENTS: frozenset[str] = frozenset(
-    {"join_room", "leave_room", "join_task", "leave_task", "cancel_task"}
-)
+BUILTIN_EVENTS: frozenset[str] = frozenset({"join_room", "leave_room"})
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -37,3 +37,9 @@ class ProgressOptions:
             allow_cancel=bool(table["allow_cancel"]),
             max_tasks=int(table["max_tasks"]),
         )
+
+
+def serves_tasks(options: ProgressOptions, namespace: str) -> bool:
+    """Whether `join_task` / `leave_task` / `cancel_task` are built-ins in `namespace` (elsewhere
+    they are ordinary event names a profile may declare)."""
+    return options.enabled and options.namespace == namespace

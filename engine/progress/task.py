@@ -14,6 +14,7 @@ EVENTS: dict[str, str] = {
     "failed": "task_failed",
     "cancelled": "task_cancelled",
 }
+TASK_EVENTS: frozenset[str] = frozenset({"join_task", "leave_task", "cancel_task"})
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
