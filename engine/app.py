@@ -11,10 +11,16 @@ from typing import Any
 
 import socketio
 
+from engine.client import client_routes
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
 from engine.monitoring.sinks.prometheus import bearer_ok
+from engine.policies.access import BUILTIN_EVENTS
 from engine.profile.model import Profile
+from engine.progress import ProgressHub
+from engine.progress.options import serves_tasks
+from engine.progress.task import TASK_EVENTS
+from engine.publish import HISTORY_PATH, PUBLISH_PATH, PublishAPI
 from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
@@ -61,6 +67,11 @@ class Engine:
     @property
     def runtime(self) -> Runtime:
         return self.ref.runtime
+
+    @property
+    def progress(self) -> ProgressHub:
+        """The engine's tasks: `engine.progress.publish(task_id, owner=..., percent=...)`."""
+        return self.sio.progress
 
     def status(self) -> dict[str, Any]:
         return {
@@ -164,7 +175,9 @@ def apply_log_level(level: str) -> None:
 
 def declared_events(profile: Profile) -> dict[str, frozenset[str]]:
     return {
-        name: frozenset(spec.events or ()) | {"join_room", "leave_room"}
+        name: frozenset(spec.events or ())
+        | BUILTIN_EVENTS
+        | (TASK_EVENTS if serves_tasks(profile.progress, name) else frozenset())
         for name, spec in profile.namespaces.items()
     }
 
@@ -189,6 +202,7 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
     engine.store = store
     dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))
+    publish = PublishAPI(engine)
     engine.routes = {
         **metrics_routes(monitor, None),
         **dashboard.routes(),
@@ -197,6 +211,13 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         profile.admin.path: Route(
             engine.reload_route, methods=frozenset({"POST"}), max_body_bytes=4096
         ),
+        PUBLISH_PATH: Route(
+            publish.publish,
+            methods=frozenset({"POST"}),
+            max_body_bytes=profile.publish.max_body_bytes,
+        ),
+        HISTORY_PATH: Route(publish.history),
+        **client_routes(lambda: engine.profile),
     }
     engine.metrics_listeners = {
         bind: Router(metrics_routes(monitor, bind)) for bind in metrics_binds(monitor)

@@ -259,12 +259,24 @@ class Guard:
     # -- namespace CONNECT -------------------------------------------------------------------
 
     async def admit_connect(
-        self, spec: NamespaceSpec, peer: Peer, sid: str, auth: Any, eio_sid: str = ""
+        self,
+        spec: NamespaceSpec,
+        peer: Peer,
+        sid: str,
+        auth: Any,
+        eio_sid: str = "",
+        identity: Identity | None = None,
     ) -> Member:
-        """Identity and the connect chain for one namespace connection; raises `Refusal`."""
+        """Identity and the connect chain for one namespace connection; raises `Refusal`.
+
+        :param identity: an identity kept from a recovered session (`skip_auth_on_recovery`):
+            the connect chain runs, authentication does not.
+        """
         runtime = self.runtime
         now = self.clock()
-        identity, deny = self._identify(runtime, peer, auth)
+        deny: Deny | None = None
+        if identity is None:
+            identity, deny = self._identify(runtime, peer, auth)
         request = Request("connect", peer.ip, spec, sid, identity)
         if deny is None:
             deny = await self.decide(runtime, request, now)
@@ -284,6 +296,11 @@ class Guard:
         peer.namespaces.add(spec.name)
         self.monitor.policy_decision("connect", "allow")
         return member
+
+    def identify(self, peer: Peer, auth: Any) -> Identity | None:
+        """Who these credentials authenticate as (None: they do not); no strike, no report."""
+        identity, deny = self._identify(self.runtime, peer, auth)
+        return identity if deny is None else None
 
     def _identify(self, runtime: Runtime, peer: Peer, auth: Any) -> tuple[Identity, Deny | None]:
         credentials = Credentials(

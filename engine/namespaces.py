@@ -15,6 +15,9 @@ import socketio
 from engine.auth import ANONYMOUS, Identity
 from engine.chain.rooms import BUILTIN_EVENTS, room_of
 from engine.profile.model import NamespaceSpec
+from engine.progress import task_id_of, task_room
+from engine.progress.options import serves_tasks
+from engine.progress.task import TASK_EVENTS
 from engine.refusal import Refusal
 from engine.runtime import RuntimeRef
 
@@ -82,12 +85,15 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if event == "connect":
             return await self._connect(*args)
         if event == "disconnect":
+            await self.server.suspend(self, args[0], self.client_rooms.get(args[0], set()))
             self.client_rooms.pop(args[0], None)
             return await self._forward(event, *args)
         if event == "join_room":
             return await self._join(args[0], args[1] if len(args) > 1 else None)
         if event == "leave_room":
             return await self._leave(args[0], args[1] if len(args) > 1 else None)
+        if event in TASK_EVENTS and serves_tasks(self.ref.runtime.profile.progress, self.name):
+            return await self._task(event, args[0], args[1] if len(args) > 1 else None)
         return await self._forward(event, *args)
 
     async def _forward(self, event: str, *args: Any) -> Any:
@@ -106,12 +112,14 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if result is False:
                 await self.server.guard.disconnected(self.name, sid)
                 return False
+        # a recovered session gets its rooms and missed events once nothing can refuse it
+        joined = await self.server.resume(self, sid)
         facts = self.facts(sid)
         for template in self.spec.auto_join:
             room = template.render(facts)
             if room is not None:
                 await self.enter_room(sid, room)
-        self.client_rooms[sid] = set()
+        self.client_rooms[sid] = set(joined or ())
         self.server.monitor.connection_opened(self.name)
         return None
 
@@ -137,6 +145,35 @@ class EngineNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.client_rooms.setdefault(sid, set()).add(room)
         await self.enter_room(sid, room)
         return {"ok": True, "room": room}
+
+    async def _task(self, event: str, sid: str, data: Any) -> dict[str, Any]:
+        """`join_task` / `leave_task` / `cancel_task`, once the chain's `progress` policy has
+        allowed them; whether the task may be watched is the hub's to say (owner or role)."""
+        task_id = task_id_of([data])
+        if task_id is None:  # the chain refused it already; kept for safety
+            raise Refusal("invalid_payload", "task_id must be 1-128 of A-Za-z0-9_.:-")
+        hub = self.server.progress
+        member = self.server.guard.member(self.name, sid)
+        identity = member.identity if member is not None else ANONYMOUS
+        room = task_room(task_id)
+        joined = self.client_rooms.setdefault(sid, set())
+        if event == "leave_task":
+            if room not in joined:
+                raise Refusal(
+                    "forbidden", f"task '{task_id[:64]}' was not joined", policy="progress"
+                )
+            joined.discard(room)
+            await self.leave_room(sid, room)
+            return {"ok": True, "task_id": task_id}
+        if event == "cancel_task":
+            state = hub.request_cancel(task_id, identity)
+            return {"ok": True, "task_id": task_id, "cancel_requested": state.cancel_requested}
+        state = hub.watch(task_id, identity)
+        joined.add(room)
+        await self.enter_room(sid, room)
+        latest = state.public(hub.wall_clock())
+        await self.server.emit(state.event, latest, to=sid, namespace=self.name)
+        return {"ok": True, "task_id": task_id, "state": latest}
 
     async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
         room = self._room_from(data)

@@ -25,6 +25,8 @@ from engine.guard import Guard, Peer
 from engine.monitoring import Monitor
 from engine.namespaces import EngineNamespace
 from engine.policies.origin import OriginMatcher
+from engine.progress import ProgressHub
+from engine.recovery import MemoryRecoveryStore, Recovery, RecoveryOptions, RecoveryStore
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
 from engine.state import StateStore
@@ -71,7 +73,13 @@ def cors_setting(origins: tuple[str, ...]) -> Any:
 class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     """The Socket.IO server of one profile."""
 
-    def __init__(self, ref: RuntimeRef, monitor: Monitor, store: StateStore | None = None) -> None:
+    def __init__(
+        self,
+        ref: RuntimeRef,
+        monitor: Monitor,
+        store: StateStore | None = None,
+        recovery_store: RecoveryStore | None = None,
+    ) -> None:
         profile = ref.runtime.profile
         server = profile.server
         super().__init__(
@@ -99,6 +107,9 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self._idle: asyncio.Event | None = None
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self.engine_namespaces: dict[str, EngineNamespace] = {}
+        self.recovery = Recovery(self._recovery_options, recovery_store or MemoryRecoveryStore())
+        self._transport_lost: set[str] = set()
+        self.progress = ProgressHub(lambda: self.runtime.profile.progress, self._emit_to_room)
         for name in profile.namespaces:
             self.add_namespace(name)
         admin = profile.monitoring.admin_ui
@@ -116,6 +127,10 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     @property
     def runtime(self) -> Runtime:
         return self.ref.runtime
+
+    def _recovery_options(self, namespace: str) -> RecoveryOptions | None:
+        spec = self.runtime.namespaces.get(namespace)
+        return spec.recovery if spec is not None else None
 
     def add_namespace(self, name: str) -> EngineNamespace:
         """Serve a declared namespace (at start, or when a reload adds it)."""
@@ -211,7 +226,14 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         timer = self._deadlines.pop(eio_sid, None)
         if timer is not None:
             timer.cancel()
-        await super()._handle_eio_disconnect(eio_sid, reason)
+        # the transport is gone: its namespace sessions are recoverable (socket.io's
+        # "transport close", "ping timeout", "forced server close"), unlike a DISCONNECT packet
+        # or `disconnect(sid)`
+        self._transport_lost.add(eio_sid)
+        try:
+            await super()._handle_eio_disconnect(eio_sid, reason)
+        finally:
+            self._transport_lost.discard(eio_sid)
         self.guard.close_peer(eio_sid)
         self._check_idle()
 
@@ -347,7 +369,10 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
                 ),
             )
             return
-        await super()._handle_connect(eio_sid, namespace, data)
+        if name in self.engine_namespaces and self.recovery.enabled(name):
+            await self._connect_recoverable(eio_sid, name, data)
+        else:
+            await super()._handle_connect(eio_sid, namespace, data)
         peer = self.guard.peers.get(eio_sid)
         if peer is not None and peer.namespaces:
             # only an accepted CONNECT ends the deadline: a refused one must not let the
@@ -356,14 +381,104 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             if timer is not None:
                 timer.cancel()
 
+    async def _connect_recoverable(self, eio_sid: str, name: str, data: Any) -> None:
+        """python-socketio's `_handle_connect` for a namespace with recovery: the sid of a
+        restorable session is reused, and the CONNECT reply carries `pid` (socket.io 4.6+)."""
+        peer = self.guard.peers.get(eio_sid)
+        claim = await self.recovery.claim(
+            name, data, lambda: self.guard.identify(peer, data) if peer is not None else None
+        )
+        kept = claim.session.sid if claim is not None else None
+        sid = await self._pre_connect(eio_sid, name, kept)
+        if sid is None:
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(packet.CONNECT_ERROR, data="Unable to connect", namespace=name),
+            )
+            return
+        if claim is not None:
+            self.recovery.hold(name, sid, claim)
+        try:
+            success = await self._trigger_event("connect", name, sid, self.environ[eio_sid], data)
+            fail_reason = None
+        except exceptions.ConnectionRefusedError as exc:
+            success, fail_reason = False, exc.error_args
+        if success is False:
+            self.recovery.abandon(name, sid)
+            await self._send_packet(
+                eio_sid, self.packet_class(packet.CONNECT_ERROR, data=fail_reason, namespace=name)
+            )
+            await self.manager.disconnect(sid, name, ignore_queue=True)
+            return
+        pid = await self.recovery.connected(name, sid)
+        await self._send_packet(
+            eio_sid, self.packet_class(packet.CONNECT, {"sid": sid, "pid": pid}, namespace=name)
+        )
+        await self.manager.connect(sid, name)
+
+    async def _pre_connect(self, eio_sid: str, namespace: str, sid: str | None) -> str | None:
+        """The manager's `pre_connect`, keeping a recovered session's sid when it is free."""
+        manager = self.manager
+        if sid is None or manager.eio_sid_from_sid(sid, namespace) is not None:
+            found: str | None = await manager.pre_connect(eio_sid, namespace)
+            return found
+        if manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+            return None  # already connected
+        manager.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
+        manager.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
+        manager.pending_connect.setdefault(namespace, []).append(sid)
+        return sid
+
+    async def resume(self, namespace: EngineNamespace, sid: str) -> frozenset[str] | None:
+        """Restore a claimed session once admitted: rooms, then every missed event, in one
+        step (nothing is awaited in between, so no live event can overtake the replay).
+
+        Returns the rooms joined with `join_room`, or None when nothing was recovered.
+        """
+        name = namespace.name
+        member = self.guard.member(name, sid)
+        if member is None:
+            return None
+        restored = await self.recovery.resume(name, sid, member.identity)
+        if restored is None:
+            return None
+        eio_sid = self.manager.eio_sid_from_sid(sid, name)
+        for room in restored.session.rooms:
+            self.manager.basic_enter_room(sid, name, room, eio_sid=eio_sid)
+        for stored in restored.missed:
+            pkt = self.packet_class(packet.EVENT, namespace=name, data=stored.packet())
+            await self._send_packet(eio_sid, pkt)
+        log.debug("recovered %s in %s: %d events replayed", sid, name, len(restored.missed))
+        return restored.session.client_rooms
+
+    async def suspend(self, namespace: EngineNamespace, sid: str, client_rooms: set[str]) -> None:
+        """A connection to a namespace with recovery ends: keep its session when its
+        transport was lost."""
+        name = namespace.name
+        if not self.recovery.enabled(name) and (name, sid) not in self.recovery.pids:
+            return
+        eio_sid = self.manager.eio_sid_from_sid(sid, name)
+        member = self.guard.member(name, sid)
+        await self.recovery.suspend(
+            name,
+            sid,
+            recoverable=eio_sid in self._transport_lost,
+            rooms=self.manager.get_rooms(sid, name),
+            client_rooms=sorted(client_rooms),
+            identity=member.identity if member is not None else None,
+        )
+
     async def admit(self, namespace: EngineNamespace, sid: str, environ: Any, auth: Any) -> Any:
         """Called by EngineNamespace on CONNECT; refusal becomes a `connect_error` envelope."""
         eio_sid = self.manager.eio_sid_from_sid(sid, namespace.name)
         peer = self.guard.peers.get(eio_sid)
         if peer is None:
             peer = self.guard.open_peer(eio_sid, environ)
+        kept = self.recovery.identity_for(namespace.name, sid)
         try:
-            member = await self.guard.admit_connect(namespace.spec, peer, sid, auth, eio_sid)
+            member = await self.guard.admit_connect(
+                namespace.spec, peer, sid, auth, eio_sid, identity=kept
+            )
         except Refusal as refusal:
             error = exceptions.ConnectionRefusedError()
             error.error_args = refusal.connect_error_data()
@@ -490,21 +605,50 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         callback: Callable[..., Any] | None = None,
         ignore_queue: bool = False,
     ) -> None:
-        name = namespace or "/"
-        target = to if to is not None else room
-        if callback is not None:
-            callback = self._timed(name, callback)
-        await super().emit(
+        await self.emit_recorded(
             event,
-            data=data,
-            to=target,
+            data,
+            to=to if to is not None else room,
             skip_sid=skip_sid,
             namespace=namespace,
             callback=callback,
             ignore_queue=ignore_queue,
         )
-        members = self.manager.rooms.get(name, {}).get(target, ())
+
+    async def emit_recorded(
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
+    ) -> str | None:
+        """`emit`, returning the event's offset when it is a recoverable one (else None)."""
+        name = namespace or "/"
+        offset: str | None = None
+        if callback is not None:
+            callback = self._timed(name, callback)
+        else:
+            stamped = await self.recovery.stamp(name, event, data, to, skip_sid)
+            if stamped is not None:
+                data, offset = stamped, stamped[-1]  # the offset travels as the last argument
+        await super().emit(
+            event,
+            data=data,
+            to=to,
+            skip_sid=skip_sid,
+            namespace=namespace,
+            callback=callback,
+            ignore_queue=ignore_queue,
+        )
+        members = self.manager.rooms.get(name, {}).get(to, ()) if isinstance(to, str | None) else ()
         self.monitor.event_out(name, event, _size(data), len(members))
+        return offset
+
+    async def _emit_to_room(self, event: str, data: Any, room: str, namespace: str) -> None:
+        await self.emit(event, data, room=room, namespace=namespace)
 
     def _timed(self, namespace: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         started = time.perf_counter()

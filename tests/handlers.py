@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import socketio
@@ -41,3 +42,19 @@ class RoomsNamespace(engine.namespaces.Namespace):
 
 class NotANamespace:
     pass
+
+
+class WatchedNamespace(socketio.AsyncNamespace):
+    """Lets a test wait until the server has seen a connection end (no sleeps)."""
+
+    gone: dict[str, asyncio.Event] = {}
+
+    @classmethod
+    def ended(cls, sid: str) -> asyncio.Event:
+        return cls.gone.setdefault(sid, asyncio.Event())
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.ended(sid).set()
+
+    async def on_echo(self, sid: str, data: Any) -> Any:
+        return data

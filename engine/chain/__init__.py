@@ -24,6 +24,7 @@ from engine.chain import (  # noqa: E402
     connections,
     maintenance,
     payload,
+    progress,
     rate_limits,
     rooms,
 )
@@ -37,12 +38,13 @@ ORDER: tuple[str, ...] = (
     "access",
     "maintenance",
     "rooms",
+    "progress",
     "payload",
     "connections",
 )
 
 __all__ = ["ORDER", "POLICIES", "Chain", "Policy", "Request", "Stage", "build_chain"]
-_ = (access, bans, connections, maintenance, payload, rate_limits, rooms)
+_ = (access, bans, connections, maintenance, payload, progress, rate_limits, rooms)
 
 
 @dataclass(frozen=True, slots=True)

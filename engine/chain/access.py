@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.chain import POLICIES
 from engine.chain.base import Request, Stage
 from engine.policies.access import Identity, RolePermissions, decide_connect, decide_event
 from engine.policies.decision import ALLOW, Decision, Deny
 from engine.profile.model import Profile
+from engine.progress.options import ProgressOptions, serves_tasks
+from engine.progress.task import TASK_EVENTS
 from engine.state import StateStore
 
 _UNAUTHORIZED = Deny("unauthorized", "authentication required", strike=True)
@@ -17,12 +19,13 @@ _UNAUTHORIZED = Deny("unauthorized", "authentication required", strike=True)
 @dataclass(frozen=True, slots=True)
 class AccessPolicy:
     roles: RolePermissions
+    progress: ProgressOptions = field(default_factory=ProgressOptions)
     name: str = "access"
     stages: frozenset[Stage] = frozenset({"connect", "event"})
 
     @staticmethod
     def from_profile(profile: Profile) -> AccessPolicy:
-        return AccessPolicy(profile.auth.roles)
+        return AccessPolicy(profile.auth.roles, profile.progress)
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
         spec, who = request.namespace, request.identity
@@ -33,6 +36,8 @@ class AccessPolicy:
             if spec.require_auth and who.user_id is None:
                 return _UNAUTHORIZED
             decision = decide_connect(spec.access, self.roles, identity)
+        elif serves_tasks(self.progress, spec.name) and request.event in TASK_EVENTS:
+            return ALLOW  # built-ins here: decided by the progress policy and the task's owner
         else:
             decision = decide_event(spec.access, self.roles, identity, request.event)
         if isinstance(decision, Deny):

@@ -35,6 +35,8 @@ class RoomsPolicy:
             return Deny("invalid_payload", "room must be a non-empty printable string", strike=True)
         if request.event == "leave_room":
             return ALLOW
+        if room.startswith("@"):  # the engine's own rooms (task subscriptions: join_task)
+            return Deny("forbidden", f"room '{room[:64]}' may not be joined", strike=True)
         spec = request.namespace
         facts = {"sid": request.sid, "namespace": spec.name, "user.id": request.user}
         if not any(p.matches(room, facts) for p in spec.client_join):

@@ -9,6 +9,8 @@ Semantics, chosen so a profile reads the way it is enforced:
 - an event allow-list of ``None`` admits every event; otherwise unlisted events are
   ``unknown_event``;
 - ``join_room``/``leave_room`` always pass here: room rules are decided by the rooms policy.
+  (``join_task``/``leave_task``/``cancel_task`` pass in the chain's access policy where
+  ``[progress]`` serves them; elsewhere they are ordinary event names.)
 
 Every event decision re-applies the namespace requirements, so an identity whose roles shrink
 mid-connection (token refresh) cannot keep using the namespace.

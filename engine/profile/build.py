@@ -35,11 +35,14 @@ from engine.profile.model import (
     MaintenanceOptions,
     NamespaceSpec,
     Profile,
+    PublishOptions,
     RateLimit,
     SecuritySpec,
     ServerOptions,
 )
 from engine.profile.validate import InvalidProfile, Resolved, resolve
+from engine.progress.options import ProgressOptions
+from engine.recovery.options import RecoveryOptions
 from engine.registry import UnknownType
 from engine.rooms import RoomTemplate
 
@@ -98,7 +101,18 @@ def build(resolved: Resolved, *, incomplete: bool = False) -> Profile:
         admin=AdminOptions(token=data["admin"].get("token"), path=data["admin"]["path"]),
         path=resolved.loaded.sources[0].path if resolved.loaded.sources else None,
         cluster=cluster,
+        progress=ProgressOptions.from_profile(data["progress"]),
+        publish=_publish(data["publish"]),
         snapshot=MappingProxyType(snapshot(data)),
+    )
+
+
+def _publish(table: Mapping[str, Any]) -> PublishOptions:
+    return PublishOptions(
+        token=table.get("token"),
+        idempotency_seconds=float(table["idempotency_seconds"]),
+        max_body_bytes=int(table["max_body_bytes"]),
+        max_history_events=int(table["max_history_events"]),
     )
 
 
@@ -279,4 +293,5 @@ def _namespace(resolved: Resolved, name: str, spec: Mapping[str, Any]) -> Namesp
         max_client_rooms=spec["max_client_rooms"],
         access=NamespaceAccess.from_profile(spec),
         require_auth=spec["require_auth"],
+        recovery=RecoveryOptions.from_profile(spec["recovery"]) if "recovery" in spec else None,
     )

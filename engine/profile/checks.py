@@ -19,6 +19,7 @@ from engine.errors import Diagnostic
 from engine.monitoring.dashboard import is_loopback
 from engine.policies.origin import pattern_error
 from engine.profile.load import Loaded
+from engine.progress.task import TASK_EVENTS
 
 RESERVED_EVENTS = frozenset(
     {
@@ -286,8 +287,38 @@ def check_lifecycle(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
     return out
 
 
+def check_progress(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    """Progress channels are served in a declared namespace."""
+    progress = data["progress"]
+    name = progress["namespace"]
+    if not progress["enabled"]:
+        return []
+    if name not in data["namespaces"]:
+        return [
+            loaded.diagnostic(
+                ("progress", "namespace"),
+                "not a declared namespace",
+                expected="one of: " + ", ".join(repr(n) for n in data["namespaces"]),
+                got=repr(name),
+            )
+        ]
+    events = data["namespaces"][name].get("events")
+    names = events if isinstance(events, list) else list(events or {})
+    return [
+        loaded.diagnostic(
+            ("namespaces", name, "events", names.index(e) if isinstance(events, list) else e),
+            "reserved event name",
+            got=repr(e),
+            hint="[progress] serves join_task, leave_task and cancel_task in this namespace",
+        )
+        for e in names
+        if e in TASK_EVENTS
+    ]
+
+
 CHECKS: tuple[Check, ...] = (
     check_ping,
+    check_progress,
     check_namespaces,
     check_server,
     check_risks,

@@ -23,6 +23,8 @@ from engine.policies.connections import ConnectionCaps
 from engine.policies.payload import PayloadLimits
 from engine.policies.rate_limit import TokenBucket
 from engine.profile.diff import Leaf
+from engine.progress.options import ProgressOptions
+from engine.recovery.options import RecoveryOptions
 from engine.rooms import RoomTemplate
 
 Environment = Literal["development", "production", "maintenance"]
@@ -102,6 +104,7 @@ class NamespaceSpec:
     max_client_rooms: int
     access: NamespaceAccess
     require_auth: bool
+    recovery: RecoveryOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,18 @@ class AdminOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """`[publish]`: the publish API (`POST /engine/api/publish`, `GET /engine/api/history`);
+    off without a token. Its own token, not `[admin] token`: a worker that may publish must
+    not be able to reload the profile."""
+
+    token: str | None = field(default=None, repr=False)
+    idempotency_seconds: float = 300.0
+    max_body_bytes: int = 65536
+    max_history_events: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     engine: EngineInfo
     server: ServerOptions
@@ -193,6 +208,8 @@ class Profile:
     errors: ErrorOptions = ErrorOptions()
     admin: AdminOptions = AdminOptions()
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    progress: ProgressOptions = field(default_factory=ProgressOptions)
+    publish: PublishOptions = field(default_factory=PublishOptions)
     path: Path | None = None
     # fingerprints of every resolved value (secrets only as hashes): what a reload diffs against
     snapshot: Mapping[tuple[str | int, ...], Leaf] = field(

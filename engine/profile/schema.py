@@ -42,6 +42,8 @@ SECTIONS: dict[str, str] = {
     "maintenance": "profile/sections/maintenance.json",
     "monitoring": "monitoring/schema_fragment.json",
     "namespaces": "profile/sections/namespaces.json",
+    "progress": "progress/schema_fragment.json",
+    "publish": "profile/sections/publish.json",
     "security": "profile/sections/security.json",
     "server": "profile/sections/server.json",
 }

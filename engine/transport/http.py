@@ -53,6 +53,7 @@ class Request:
     cookies: Mapping[str, str]
     client: str | None = None
     body: bytes = b""
+    query: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,7 @@ async def dispatch(routes: Mapping[str, Route], scope: Scope, receive: Receive, 
         cookies=parse_cookies(headers.get("cookie", "")),
         client=client[0] if client else None,
         body=body,
+        query=scope.get("query_string", b"").decode("latin-1"),
     )
     response = await route.handler(request)
     await send_response(send, response, head=method == "HEAD")
