@@ -7,6 +7,8 @@ from typing import Any
 
 import socketio
 
+from engine.cluster.broker import RedisBroker, build_client_manager
+from engine.cluster.workers import node_identity
 from engine.fastpath import install_socket
 from engine.hardening import handshake_gate, install_frame_limit, set_websocket_compression
 from engine.http_routes import (
@@ -44,6 +46,7 @@ class Engine:
     routes: dict[str, Route] = field(default_factory=dict)
     app: ASGIApp | None = None
     metrics_listeners: dict[str, Router] = field(default_factory=dict)
+    broker: RedisBroker | None = None  # the cluster broker (adapter = "redis")
 
     @property
     def profile(self) -> Profile:
@@ -106,8 +109,11 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         declared_events=declared_events(profile),
     )
     ref = RuntimeRef(Runtime.build(profile))
-    sio = EngineServer(ref, monitor)
+    # cluster broker: None keeps python-socketio's in-memory manager
+    broker = build_client_manager(profile.cluster, monitor, node_identity(profile.cluster))
+    sio = EngineServer(ref, monitor, client_manager=broker)
     engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
+    engine.broker = broker
     dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))
     engine.routes = {
         **metrics_routes(monitor, None),

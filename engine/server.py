@@ -62,10 +62,18 @@ def cors_setting(origins: tuple[str, ...]) -> Any:
 class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     """The Socket.IO server of one profile."""
 
-    def __init__(self, ref: RuntimeRef, monitor: Monitor, store: StateStore | None = None) -> None:
+    def __init__(
+        self,
+        ref: RuntimeRef,
+        monitor: Monitor,
+        store: StateStore | None = None,
+        *,
+        client_manager: socketio.AsyncManager | None = None,
+    ) -> None:
         profile = ref.runtime.profile
         server = profile.server
         super().__init__(
+            client_manager=client_manager,  # None: python-socketio's in-memory manager
             async_mode="asgi",
             transports=list(server.transports),
             ping_interval=server.ping_interval_seconds,
