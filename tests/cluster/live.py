@@ -10,10 +10,11 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import httpx
 import socketio
@@ -70,10 +71,10 @@ def cluster_profile(
 
 
 async def wait_until(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+    predicate: Callable[[], Any], within: float = 10.0, what: str = "condition"
 ) -> Any:
-    """Re-evaluate `predicate` (sync or async) until truthy; fail after `timeout` seconds."""
-    deadline = anyio.current_time() + timeout
+    """Re-evaluate `predicate` (sync or async) until truthy; fail after `within` seconds."""
+    deadline = anyio.current_time() + within
     while True:
         value = predicate()
         if inspect.isawaitable(value):
@@ -81,16 +82,23 @@ async def wait_until(
         if value:
             return value
         if anyio.current_time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
         await anyio.sleep(0.02)
 
 
 class Client:
     """A real python-socketio client that counts what it receives."""
 
-    def __init__(self, name: str = "") -> None:
+    def __init__(self, name: str = "", *, ip_cookies: bool = False) -> None:
+        """`ip_cookies`: keep cookies set by a host given as an IP address, as browsers do
+        (aiohttp's default jar drops them, and with them a balancer's sticky cookie)."""
         self.name = name
-        self.sio = socketio.AsyncClient(reconnection=True, reconnection_delay=0.1)
+        session = (
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) if ip_cookies else None
+        )
+        self.sio = socketio.AsyncClient(
+            reconnection=True, reconnection_delay=0.1, http_session=session
+        )
         self.received: Counter[str] = Counter()
         self.payloads: list[tuple[str, Any]] = []
         self.connects = 0
@@ -119,7 +127,12 @@ class Client:
         await self.sio.connect(url, transports=transports or ["websocket"], wait_timeout=10)
 
     async def close(self) -> None:
-        if self.sio.connected or self.sio.eio.state != "disconnected":
+        if self.sio.connected and self.sio.transport() == "polling":
+            # python-engineio's polling disconnect waits for its pending long-poll GET, which
+            # the server answers only at the next ping (python-socketio on hypercorn alike):
+            # abort instead, the server closes the session at the ping timeout
+            await self.sio.eio.disconnect(abort=True)
+        elif self.sio.connected or self.sio.eio.state != "disconnected":
             await self.sio.disconnect()
         http = getattr(self.sio.eio, "http", None)
         if http is not None and not http.closed:
@@ -127,21 +140,19 @@ class Client:
 
 
 @asynccontextmanager
-async def clients(n: int) -> AsyncIterator[list[Client]]:
-    made = [Client(str(i)) for i in range(n)]
+async def clients(n: int, *, ip_cookies: bool = False) -> AsyncIterator[list[Client]]:
+    made = [Client(str(i), ip_cookies=ip_cookies) for i in range(n)]
     try:
         yield made
     finally:
         with anyio.CancelScope(shield=True):
             for client in made:
-                try:
+                with suppress(Exception):
                     await client.close()
-                except Exception:
-                    pass
 
 
-async def get_json(url: str, timeout: float = 5.0) -> Any:
-    async with httpx.AsyncClient(timeout=timeout) as http:
+async def get_json(url: str, limit: float = 5.0) -> Any:
+    async with httpx.AsyncClient(timeout=limit) as http:
         response = await http.get(url)
         return response.json()
 
@@ -162,9 +173,15 @@ def node_of(stats: dict[str, Any]) -> str:
 
 def start_engine(profile: Path, bind: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """`python -m engine run --profile PROFILE --bind BIND` as a real process."""
+    argv = [sys.executable, "-m", "engine", "run", "--profile", str(profile), "--bind", bind]
+    return start_process(argv, log, **env)
+
+
+def start_process(argv: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """A real process with its output (both streams) appended to `log`."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "engine", "run", "--profile", str(profile), "--bind", bind],
+            argv,
             cwd=ROOT,
             env=subprocess_env(**env),
             stdin=subprocess.DEVNULL,
@@ -173,7 +190,7 @@ def start_engine(profile: Path, bind: str, log: Path, **env: str) -> subprocess.
         )
 
 
-async def ready(url: str, timeout: float = 20.0) -> None:
+async def ready(url: str, within: float = 20.0) -> None:
     """Wait until GET /readyz answers 200."""
 
     async def check() -> bool:
@@ -183,7 +200,7 @@ async def ready(url: str, timeout: float = 20.0) -> None:
         except httpx.HTTPError:
             return False
 
-    await wait_until(check, timeout, f"{url}/readyz")
+    await wait_until(check, within, f"{url}/readyz")
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:

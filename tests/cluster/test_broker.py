@@ -47,7 +47,8 @@ def test_broker_problems_name_each_cause() -> None:
         "liveness probe late: no echo for 5.0s (limit 3s)",
     )
     # a probe in flight is not late until the timeout has passed
-    assert broker_problems(BrokerState(0.0, listener_subscribed=True, pending_since=8.0), 10.0, 3.0) == ()
+    in_flight = BrokerState(0.0, listener_subscribed=True, pending_since=8.0)
+    assert broker_problems(in_flight, 10.0, 3.0) == ()
     never = BrokerState(started=0.0)
     assert broker_problems(never, 2.0, 3.0) == ()
     assert broker_problems(never, 4.0, 3.0) == ("listener not subscribed after 4.0s",)
@@ -171,7 +172,7 @@ async def test_a_redis_outage_degrades_then_heals_and_counts_dropped_publishes(
         redis_server.start()
         for node in (node_a, node_b):
             await wait_until(
-                lambda node=node: _health_is(node.url, "healthy"), timeout=20, what="healthy"
+                lambda node=node: _health_is(node.url, "healthy"), within=20, what="healthy"
             )
         await node_a.engine.sio.emit("after", 1)
         await wait_until(lambda: all(c.received["after"] == 1 for c in cs), what="after")
