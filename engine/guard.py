@@ -24,13 +24,13 @@ from engine.auth.client_ip import resolve_client_ip
 from engine.chain import Request
 from engine.chain.connections import connection_keys
 from engine.monitoring import Monitor
-from engine.policies.abuse import Banned, ip_subject, user_subject
+from engine.policies.abuse import Banned, ip_subject, listed_verdict, user_subject
 from engine.policies.decision import Deny
 from engine.policies.rate_limit import KeyedLimiter, KeyedLimiterOptions, TokenBucket
 from engine.profile.model import NamespaceSpec
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
-from engine.state import MemoryStateStore, StateStore
+from engine.state import MemoryStateStore, StateStore, StoreUnavailable
 
 security_log = logging.getLogger("engine.security")
 ANONYMOUS = Identity(user_id=None)
@@ -150,7 +150,15 @@ class Guard:
     async def decide(self, runtime: Runtime, request: Request, now: float) -> Deny | None:
         """The first `Deny` of `request.stage`'s policies, attributed to its policy."""
         for policy in runtime.chain.at(request.stage):
-            decision = await policy.decide(request, self.store, now)
+            try:
+                decision = await policy.decide(request, self.store, now)
+            except StoreUnavailable as exc:
+                return Deny(
+                    "unavailable",
+                    "shared policy state is unavailable; retry shortly",
+                    exc.retry_after_seconds,
+                    policy.name,
+                )
             if isinstance(decision, Deny):
                 return decision if decision.policy else decision.by(policy.name)
         return None
@@ -162,12 +170,8 @@ class Guard:
         if abuse is None:
             return None
         subjects: list[str] = []
-        if "ip" in security.ban_by:
-            subject = ip_subject(ip)
-            if abuse.denied(subject) or abuse.allowed(subject):
-                subjects = []
-            else:
-                subjects.append(subject)
+        if "ip" in security.ban_by and listed_verdict(abuse, ip_subject(ip)) is None:
+            subjects.append(ip_subject(ip))
         if "user" in security.ban_by and user is not None:
             subjects.append(user_subject(user))
         worst: Refusal | None = None
@@ -376,7 +380,9 @@ class Guard:
 
     # -- violations the transport detects ----------------------------------------------------
 
-    def violation(self, eio_sid: str, kind: str, reason: str) -> None:
+    def violation(
+        self, eio_sid: str, kind: str, reason: str, code: str = "invalid_payload"
+    ) -> None:
         """A protocol violation by an Engine.IO session (malformed, oversize): strike it.
 
         Synchronous for the transport's sake; the strike runs as a task and a resulting ban

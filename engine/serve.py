@@ -22,15 +22,12 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from engine.app import Engine, build_app
-from engine.errors import ProfileError
-from engine.fastpath import tune_gc
-from engine.http_routes import Router
 from engine.lifecycle import Lifecycle, Phase
 from engine.monitoring import Monitor
 from engine.monitoring.sinks.prometheus import parse_bind as parse_metrics_bind
-from engine.profile.build import load_profile
 from engine.profile.model import Profile
-from engine.runtime import Runtime
+from engine.transport.fastpath import tune_gc
+from engine.transport.http import Router
 
 log = logging.getLogger("engine")
 
@@ -82,9 +79,17 @@ class Running:
     drain_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     signals_received: int = 0
     metrics_urls: dict[str, str] = field(default_factory=dict)
+    reloads: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def on_reload_signal(self) -> None:
+        """SIGHUP: re-read the running profile's file; the outcome is logged and counted."""
+        log.info("engine received SIGHUP: reloading %s", self.engine.profile.source)
+        task = asyncio.get_running_loop().create_task(self.engine.reload())
+        self.reloads.add(task)
+        task.add_done_callback(self.reloads.discard)
 
     def on_signal(self, signum: int) -> None:
         """First SIGTERM/SIGINT drains gracefully; a second one skips the wait."""
@@ -145,9 +150,11 @@ async def serve(
     for signum in handled:
         loop.add_signal_handler(signum, running.on_signal, signum)
     if signals:
-        handled += (signal.SIGHUP,)
-        loop.add_signal_handler(signal.SIGHUP, reload_profile, engine)
+        loop.add_signal_handler(signal.SIGHUP, running.on_reload_signal)
+    store = engine.store
     try:
+        if store is not None:
+            await store.start()  # shared policy state: registers this node, starts its heartbeat
         async with anyio.create_task_group() as background:
             monitor_scope = anyio.CancelScope()
             background.start_soon(_run_monitor, monitor, monitor_scope)
@@ -171,33 +178,16 @@ async def serve(
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
+        if signals:
+            loop.remove_signal_handler(signal.SIGHUP)
         lifecycle.advance(Phase.STOPPED)
         if engine.broker is not None:
             with anyio.CancelScope(shield=True):
                 await engine.broker.aclose()
+        if store is not None:
+            await store.aclose()
         await monitor.aclose()
     log.info("engine stopped")
-
-
-def reload_profile(engine: Engine) -> None:
-    """SIGHUP: load the profile file again and swap the runtime (listeners, workers and the
-    cluster broker stay as they are); an invalid profile is logged and the old one kept."""
-    path = engine.profile.path
-    if path is None:
-        log.warning("engine reload: the profile has no file to reload")
-        return
-    try:
-        profile = load_profile(path)
-    except ProfileError as exc:
-        log.error("engine reload refused, keeping %s: %s", engine.profile.config_hash, exc)
-        return
-    engine.ref.swap(Runtime.build(profile))
-    for name in profile.namespaces:
-        if name not in engine.sio.engine_namespaces:
-            engine.sio.add_namespace(name)
-    engine.monitor.config_hash = profile.config_hash
-    engine.monitor.lifecycle("reloaded", config_hash=profile.config_hash)
-    log.info("engine reloaded profile=%s config_hash=%s", profile.engine.name, profile.config_hash)
 
 
 async def _serve_asgi(app: Any, config: Config, stop: anyio.Event) -> None:
@@ -231,11 +221,12 @@ async def _drain_on_stop(running: Running, hypercorn_stop: anyio.Event) -> None:
     engine.lifecycle.advance(Phase.DRAINING)
     engine.monitor.lifecycle("draining", sessions=len(engine.sio.eio.sockets))
     log.info("engine draining: closing %d sessions", len(engine.sio.eio.sockets))
+    server = engine.profile.server
     with running.drain_scope:
         running.drain_scope.deadline = (
-            anyio.current_time() + engine.profile.server.shutdown_grace_seconds
+            anyio.current_time() + server.drain_seconds + server.shutdown_grace_seconds
         )
-        await engine.sio.close_all()
+        await engine.sio.close_all(server.drain_seconds)
         await engine.sio.drained()
         log.info("engine drained")
     hypercorn_stop.set()

@@ -21,7 +21,6 @@ from typing import Any
 import socketio
 from socketio import exceptions, packet
 
-from engine.fastpath import json_codec, prescan_packet
 from engine.guard import Guard, Peer
 from engine.monitoring import Monitor
 from engine.namespaces import EngineNamespace
@@ -29,12 +28,22 @@ from engine.policies.origin import OriginMatcher
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
 from engine.state import StateStore
+from engine.transitions import Transitions
+from engine.transport.fastpath import json_codec, prescan_packet
+from engine.transport.protocol import EngineIOServer
 
 log = logging.getLogger("engine.server")
 
-INVALID_NAMESPACE = Refusal("invalid_namespace", "Invalid namespace")
+# exactly what the reference server sends for a namespace it does not have
+INVALID_NAMESPACE_DATA = {"message": "Invalid namespace"}
+
+
+# event names a client may not send (socket.io-parser's RESERVED_EVENTS)
 RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+_AFTER_CONNECT = frozenset(
+    {packet.DISCONNECT, packet.EVENT, packet.ACK, packet.BINARY_EVENT, packet.BINARY_ACK}
 )
 
 
@@ -91,6 +100,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.monitor = monitor
         self.guard = Guard(ref, monitor, store)
         self.guard.on_ban = self._ban_closes
+        self.transitions = Transitions(self)
         monitor.add_refresher(self.snapshot_rooms)
         self.draining = False
         self.in_flight = 0
@@ -133,23 +143,23 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             return 0
         sids = [sid for sid, _ in self.manager.get_participants(name, None)]
         for sid in sids:
-            await self._notify_and_disconnect(name, sid, code, message)
+            await self.notify_and_disconnect(name, sid, Refusal(code, message))
         self.namespace_handlers.pop(name, None)
         return len(sids)
 
-    async def _notify_and_disconnect(
-        self, namespace: str, sid: str, code: str, message: str
-    ) -> None:
+    async def notify_and_disconnect(self, namespace: str, sid: str, refusal: Refusal) -> None:
         """Tell one connection why (an `error` event with the envelope), then disconnect it."""
-        body = Refusal(code, message).envelope()
         try:
-            await super().emit("error", body, to=sid, namespace=namespace)
+            await super().emit("error", refusal.envelope(), to=sid, namespace=namespace)
             await self.disconnect(sid, namespace=namespace)
         except Exception:  # the client may be gone already
             log.debug("disconnecting %s from %s failed", sid, namespace, exc_info=True)
 
     def _ban_closes(self, eio_sid: str) -> None:
         self.start_background_task(self._close_session, eio_sid)
+
+    def _engineio_server_class(self) -> type[EngineIOServer]:
+        return EngineIOServer
 
     # -- Engine.IO sessions ------------------------------------------------------------------
 
@@ -174,10 +184,21 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         session = self.eio.sockets.get(eio_sid)
         if session is not None:
             await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-            self.eio.sockets.pop(eio_sid, None)
+            if not session.flush_on_close:
+                # a polling client without a pending GET gets what was queued (a connect_error,
+                # the CLOSE) on its next GET, which ends the session (engine.transport.protocol)
+                self.eio.sockets.pop(eio_sid, None)
             # engineio's close() only queues a CLOSE packet, so a websocket stays open until
             # the client closes it (a hostile one never does). None ends engineio's writer
             # task, which closes the websocket; a long-poll GET just gets the CLOSE packet.
+            session.queue.put_nowait(None)
+
+    async def close_session(self, eio_sid: str) -> None:
+        """End one Engine.IO session at once, nothing more sent (an Engine.IO parse error: as
+        Node, the session is gone and its next request gets 400)."""
+        session = self.eio.sockets.pop(eio_sid, None)
+        if session is not None:
+            await session.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_ERROR)
             session.queue.put_nowait(None)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
@@ -216,7 +237,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
                 if peer is not None:
                     peer.attachment_bytes = 0
                 if pkt.packet_type == packet.BINARY_EVENT:
-                    await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+                    await self._deliver_event(eio_sid, pkt.namespace or "/", pkt.id, pkt.data)
                 else:
                     self._check_ack(eio_sid, pkt.namespace or "/", pkt.id, pkt.data)
                     await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
@@ -239,23 +260,46 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         if kind == packet.CONNECT:
             if pkt.data is not None and not isinstance(pkt.data, dict):
                 raise Malformed("CONNECT payload must be an object")
+            if self._connected(eio_sid, namespace):
+                raise Malformed(f"second CONNECT to {namespace}")  # as Node: closed
             await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+        elif kind not in _AFTER_CONNECT:
+            raise Malformed(f"packet type {kind} is not sent by clients")
+        elif not self._connected(eio_sid, namespace):
+            # as Node: any packet for a namespace the session has not joined (this includes
+            # an event as the first packet) closes the connection
+            raise Malformed(f"packet type {kind} for {namespace}, which is not connected")
         elif kind == packet.DISCONNECT:
             await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
         elif kind == packet.EVENT:
             self._event_arrived(namespace, pkt.data, len(data))
-            await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+            await self._deliver_event(eio_sid, namespace, pkt.id, pkt.data)
         elif kind == packet.ACK:
             self._check_ack(eio_sid, namespace, pkt.id, pkt.data)
             await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
-        elif kind in (packet.BINARY_EVENT, packet.BINARY_ACK):
-            if not self.manager.sid_from_eio_sid(eio_sid, namespace):
-                raise Malformed("binary packet before CONNECT")
+        else:  # BINARY_EVENT, BINARY_ACK: the attachments follow in binary frames
             if kind == packet.BINARY_EVENT:
                 self._event_arrived(namespace, pkt.data, len(data))
             self._binary_packet[eio_sid] = pkt
-        else:
-            raise Malformed(f"packet type {kind} is not sent by clients")
+
+    def _connected(self, eio_sid: str, namespace: str) -> bool:
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        return sid is not None and bool(self.manager.is_connected(sid, namespace))
+
+    async def _deliver_event(
+        self, eio_sid: str, namespace: str, ack_id: int | None, data: list[Any]
+    ) -> None:
+        """Dispatch an EVENT, unless its name is one the Socket.IO protocol reserves."""
+        if data[0] in RESERVED_EVENTS:
+            # Node's parser rejects these names; they are refused like an unknown event
+            reason = f"event name {data[0]!r} is reserved"
+            self.guard.violation(eio_sid, "reserved_event", reason, code="unknown_event")
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            await self._refuse_event(
+                eio_sid, sid, namespace, ack_id, Refusal("unknown_event", reason)
+            )
+            return
+        await self._handle_event(eio_sid, namespace, ack_id, data)
 
     def _event_arrived(self, namespace: str, data: Any, nbytes: int) -> None:
         """Check an EVENT's structure (text or binary) and count it."""
@@ -289,11 +333,11 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         name = namespace or "/"
         if name not in self.engine_namespaces and name != self.admin_ui_namespace:
-            self.monitor.connect_refused(name, INVALID_NAMESPACE.code)
+            self.monitor.connect_refused(name, "invalid_namespace")
             await self._send_packet(
                 eio_sid,
                 self.packet_class(
-                    packet.CONNECT_ERROR, data=INVALID_NAMESPACE.envelope(), namespace=name
+                    packet.CONNECT_ERROR, data=dict(INVALID_NAMESPACE_DATA), namespace=name
                 ),
             )
             return
@@ -316,7 +360,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             member = await self.guard.admit_connect(namespace.spec, peer, sid, auth, eio_sid)
         except Refusal as refusal:
             error = exceptions.ConnectionRefusedError()
-            error.error_args = refusal.envelope()
+            error.error_args = refusal.connect_error_data()
             if refusal.disconnect:
                 self.start_background_task(self._close_session, eio_sid)
             raise error from None
@@ -354,8 +398,6 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             if member is None:
                 raise Refusal("unauthorized", "not connected to this namespace")
-            if event in RESERVED_EVENTS:
-                raise Refusal("unknown_event", f"event {event!r} is reserved")
             await self.guard.admit_event(
                 handler.spec, member, event, args, handler.joined_count(sid)
             )
@@ -483,20 +525,35 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
     # -- draining ----------------------------------------------------------------------------
 
     def _check_idle(self) -> None:
-        if self._idle is not None and not self.eio.sockets and self.in_flight == 0:
+        open_sessions = any(not (s.closing or s.closed) for s in self.eio.sockets.values())
+        if self._idle is not None and not open_sessions and self.in_flight == 0:
             self._idle.set()
 
-    async def close_all(self) -> None:
-        """Refuse new sessions and close every open one cleanly.
+    async def close_all(self, drain_seconds: float = 0.0) -> None:
+        """Refuse new sessions, tell every client, close every session (spread over time).
 
         Clients see a transport close and reconnect (to another node behind a balancer).
         """
         self.draining = True
         self._idle = asyncio.Event()
-        for eio_sid in list(self.eio.sockets):
-            # wait=False: a peer that already vanished must not hold the drain hostage
-            await self._close_session(eio_sid)
+        await self.transitions.drain(drain_seconds)
         self._check_idle()
+
+    async def close_transport(self, eio_sid: str) -> None:
+        # wait=False: a peer that already vanished must not hold the drain hostage
+        await self._close_session(eio_sid)
+
+    async def runtime_changed(self, old: Runtime, new: Runtime, report: Any) -> None:
+        await self.transitions.runtime_changed(old, new, report)
+
+    async def broadcast(self, event: str, data: Any, namespace: str) -> None:
+        await super().emit(event, data, namespace=namespace)
+
+    async def notify(self, namespace: str, sid: str, event: str, data: Any) -> None:
+        try:
+            await super().emit(event, data, to=sid, namespace=namespace)
+        except Exception:  # the client may be gone already
+            log.debug("notifying %s in %s failed", sid, namespace, exc_info=True)
 
     async def drained(self) -> None:
         """Wait until no session is open and no handler is running."""

@@ -19,4 +19,4 @@ if [ ! -x .venv/bin/python ]; then
         fi
     fi
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$1]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[$1]"

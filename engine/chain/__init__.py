@@ -15,8 +15,9 @@ from engine.registry import Registry
 
 POLICIES: Registry[PolicyFactory] = Registry("policy")
 
-# import order registers; ORDER decides. Cheap, stateless checks first; `connections` counts
-# the connection it admits, so it must come last at connect time.
+# import order registers; ORDER decides. Bans and rate limits first (a flood is refused, and
+# counted, before anything else looks at it); `connections` counts the connection it admits,
+# so it must come last at connect time.
 from engine.chain import (  # noqa: E402
     access,
     bans,
@@ -30,11 +31,11 @@ from engine.chain import (  # noqa: E402
 ORDER: tuple[str, ...] = (
     "ban",
     "connects_per_ip",
-    "access",
-    "maintenance",
     "events_per_connection",
     "event_rate",
     "events_per_user",
+    "access",
+    "maintenance",
     "rooms",
     "payload",
     "connections",

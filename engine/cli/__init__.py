@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument(
         "--listen", metavar="HOST:PORT", help="balancer address (default: its profile listen)"
     )
+
+    reload = commands.add_parser(
+        "reload", help="swap a running engine's profile (live changes only, else refused)"
+    )
+    reload.add_argument("--profile", type=Path, metavar="FILE", help="the profile to load")
+    reload.add_argument("--url", metavar="URL", help="the engine (default: from the profile)")
     return parser
 
 
@@ -117,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from engine.cli import inspect, lb_config, run, validate
+    from engine.cli import inspect, lb_config, reload, run, validate
 
     if args.command == "validate":
         return validate.command(
@@ -127,6 +133,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return inspect.show(args.file, origin=args.origin, check_env=args.check_env)
     if args.command == "diff":
         return inspect.diff(args.old, args.new, check_env=args.check_env)
+    if args.command == "reload":
+        return reload.command(args.profile, args.url)
     if args.command == "lb-config":
         return lb_config.command(args.file, fmt=args.format, listen=args.listen)
     profile = getattr(args, "profile", None)

@@ -75,8 +75,8 @@ def problems(
     raw = declared or {}
     out = _broker(cluster, raw)
     out += _balancer_shape(cluster)
-    if any(p.severity == "error" and p.path[:3] == ("cluster", "balancer", "nodes") for p in out):
-        return out  # the rules below read node addresses
+    if any(p.path[-1] in ("address", "listen") and p.severity == "error" for p in out):
+        return out  # the rules below read node and listen addresses
     out += _processes(cluster, deployment)
     out += _timeouts(cluster, deployment)
     out += _proxies(cluster, deployment)

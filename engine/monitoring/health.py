@@ -72,15 +72,15 @@ class HealthInputs:
     :param handler_calls: handler completions in the window.
     :param handler_errors: of which failed.
     :param connections: currently open connections (all namespaces).
-    :param cluster_problems: what is wrong with the cluster broker now (Redis unreachable,
-        liveness probe late), one reason each; empty when fine or not clustered.
+    :param degraded: reasons components gave for running degraded (a shared state store
+        that is unreachable, say).
     """
 
     loop_lag_seconds: float = 0.0
     handler_calls: int = 0
     handler_errors: int = 0
     connections: int = 0
-    cluster_problems: tuple[str, ...] = ()
+    degraded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +142,9 @@ def assess(inputs: HealthInputs, thresholds: HealthOptions) -> HealthReport:
                 f"connections {inputs.connections}/{limit} >= "
                 f"{thresholds.capacity_warning_ratio:.0%} of capacity"
             )
-    for problem in inputs.cluster_problems:
-        # this process still serves its own clients; only cross-node delivery is impaired
+    for reason in inputs.degraded:
         status = worst(status, "degraded")
-        reasons.append(f"cluster broker: {problem}")
+        reasons.append(reason)
     return HealthReport(status, tuple(reasons))
 
 

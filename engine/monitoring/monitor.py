@@ -266,6 +266,7 @@ class Monitor:
         self._refreshers: list[Callable[[], None]] = []
         self.node: dict[str, object] = {"id": f"{socket.gethostname()}:{os.getpid()}"}
         self._cluster: ClusterView | None = None
+        self._health_checks: list[Callable[[], str | None]] = []
 
     def add_refresher(self, refresh: Callable[[], None]) -> None:
         """Register a snapshot (rooms, say) to take just before metrics or stats are read.
@@ -274,6 +275,10 @@ class Monitor:
         pulled this way instead of pushed.
         """
         self._refreshers.append(refresh)
+
+    def add_health_check(self, check: Callable[[], str | None]) -> None:
+        """Register a component's degraded reason (None while it is fine) for health reports."""
+        self._health_checks.append(check)
 
     def _refresh(self) -> None:
         for refresh in self._refreshers:
@@ -355,8 +360,11 @@ class Monitor:
         self._dropped = Counter(
             "engine_sink_dropped_total", "Records a sink dropped.", ["sink"], registry=reg
         )
-        info = Info("engine_config", "Loaded profile.", registry=reg)
-        info.info({"profile": self.profile_name, "hash": self.config_hash})
+        self._m_config = Info("engine_config", "Loaded profile.", registry=reg)
+        self._m_config.info({"profile": self.profile_name, "hash": self.config_hash})
+        self._m_reloads = Counter(
+            "engine_config_reloads_total", "Profile reloads by result.", ["result"], registry=reg
+        )
         self._m_publish_failures = Counter(
             "engine_cluster_publish_failures_total",
             "Broker messages (emits, room changes, disconnects for other nodes) dropped because "
@@ -484,6 +492,9 @@ class Monitor:
     def cluster_listener_reconnected(self) -> None:
         """The broker's listener subscribed again after losing Redis."""
         self._m_listener_reconnects.inc()
+
+    def _cluster_problems(self) -> tuple[str, ...]:
+        return self._cluster.problems() if self._cluster is not None else ()
 
     def _cluster_state(self) -> dict[str, object]:
         if self._cluster is None:
@@ -630,6 +641,35 @@ class Monitor:
             self._count("engine_security_events_total", (("type", label),))
 
     @_never_raises()
+    def config_reloaded(
+        self,
+        result: str,
+        config_hash: str | None = None,
+        declared_events: Mapping[str, frozenset[str]] | None = None,
+        profile_name: str | None = None,
+        **fields: object,
+    ) -> None:
+        """A reload ended with `result` (applied | unchanged | refused | invalid)."""
+        self._child(self._m_reloads, result).inc()
+        if result == "applied" and config_hash is not None:
+            self.config_hash = config_hash
+            self.profile_name = profile_name or self.profile_name
+            self._m_config.info({"profile": self.profile_name, "hash": config_hash})
+            if declared_events is not None:
+                self._declared = {ns: frozenset(evs) for ns, evs in declared_events.items()}
+                self._namespaces = frozenset(self._declared) | {"/"}
+        self._emit(
+            "lifecycle",
+            {
+                "kind": "reload",
+                "result": result,
+                "profile": self.profile_name,
+                "config_hash": self.config_hash,
+                **fields,
+            },
+        )
+
+    @_never_raises()
     def lifecycle(self, kind: str, **fields: object) -> None:
         """Lifecycle stage reached: ``started``, ``ready``, ``draining``, ``stopped``."""
         now = self._clock()
@@ -690,7 +730,10 @@ class Monitor:
             handler_calls=cur.handler_calls + sum(s.handler_calls for s in window),
             handler_errors=cur.handler_errors + sum(s.handler_errors for s in window),
             connections=sum(self._connections.values()),
-            cluster_problems=self._cluster.problems() if self._cluster is not None else (),
+            degraded=(
+                *(reason for check in self._health_checks if (reason := check())),
+                *(f"cluster broker: {p}" for p in self._cluster_problems()),
+            ),
         )
 
     @_never_raises(default=HealthReport("unhealthy", ("monitoring failed to assess health",)))

@@ -27,11 +27,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from engine.policies._expiry import ExpiryIndex, delay_until
-from engine.policies.decision import ALLOW, Decision, Deny
+from engine.policies._expiry import delay_until
 
 __all__ = [
-    "AbuseLedger",
     "AbuseOptions",
     "AbuseState",
     "Allowed",
@@ -42,9 +40,9 @@ __all__ = [
     "canonical_subject",
     "check",
     "ip_subject",
+    "listed_verdict",
     "strike",
     "user_subject",
-    "verdict_decision",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -158,13 +156,14 @@ ALLOWED = Allowed()
 DENIED = Denied()
 
 
-def verdict_decision(verdict: Verdict) -> Decision:
-    """Map a verdict onto the client-visible refusal envelope."""
-    if isinstance(verdict, Banned):
-        return Deny("banned", "temporarily banned", verdict.retry_after_seconds)
-    if isinstance(verdict, Denied):
-        return Deny("denied", "access denied")
-    return ALLOW
+def listed_verdict(options: AbuseOptions, subject: str) -> Verdict | None:
+    """`Denied`/`Allowed` for deny-/allow-listed subjects (no strike counts), else None."""
+    subject = canonical_subject(subject)
+    if options.denied(subject):
+        return DENIED
+    if options.allowed(subject):
+        return ALLOWED
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,66 +289,3 @@ def check(state: AbuseState, ip: str | None, user: str | None, now: float) -> Ve
     client can actually return.
     """
     return _check(state.options, state.records, ip, user, now)
-
-
-class AbuseLedger:
-    """Mutable, bounded store of subject records with the same verdicts as :func:`strike`.
-
-    Records are forgotten once equivalent to no record (no live strikes, ban over and
-    forgiven). When ``max_subjects`` records all still matter, a strike against a *new*
-    subject is not recorded (``untracked`` counts these): dropping an existing record could
-    lift a live ban or reset a ladder, which is worse than failing to start tracking someone.
-    The rate limiter stays in force for untracked subjects either way.
-
-    Forgetting happens at the newest time seen; if the clock later steps back, a forgotten
-    subject starts afresh (the pure :func:`strike` would still remember it).
-    """
-
-    __slots__ = ("_expiry", "_records", "options", "untracked")
-
-    def __init__(self, options: AbuseOptions) -> None:
-        self.options = options
-        self._records: dict[str, SubjectRecord] = {}
-        self._expiry = ExpiryIndex()
-        self.untracked = 0
-
-    def strike(self, subject: str, now: float, kind: str = "strike") -> Verdict:
-        options = self.options
-        subject = canonical_subject(subject)
-        if options.denied(subject):
-            return DENIED
-        if options.allowed(subject):
-            return ALLOWED
-        self.forget_expired(now)
-        record = self._records.get(subject)
-        if record is None and len(self._records) >= options.max_subjects:
-            self.untracked += 1
-            return ALLOWED
-        verdict, record = strike_record(options, record, now, kind)
-        self._records[subject] = record
-        self._expiry.set(subject, record.forget_at(options))
-        return verdict
-
-    def check(self, ip: str | None, user: str | None, now: float) -> Verdict:
-        return _check(self.options, self._records, ip, user, now)
-
-    def forget_expired(self, now: float) -> int:
-        """Drop records that no longer affect any verdict; return how many."""
-        due = self._expiry.pop_due(now)
-        for subject in due:
-            del self._records[subject]
-        return len(due)
-
-    def record(self, subject: str) -> SubjectRecord | None:
-        return self._records.get(subject)
-
-    def banned(self, now: float) -> list[tuple[str, SubjectRecord]]:
-        """Subjects whose ban is still running at `now` (for dashboards and metrics)."""
-        return [
-            (subject, record)
-            for subject, record in self._records.items()
-            if record.banned_until is not None and record.banned_until > now
-        ]
-
-    def __len__(self) -> int:
-        return len(self._records)

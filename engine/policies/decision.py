@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from engine.policies.codes import CODES
+
 __all__ = ["ALLOW", "Allow", "Decision", "Deny"]
 
 
@@ -28,6 +30,10 @@ class Deny:
     policy: str = ""
     disconnect: bool = False
     strike: bool = False
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"{self.code!r} is not in the error taxonomy (engine.policies.codes)")
 
     def by(self, policy: str, *, strike: bool | None = None) -> Deny:
         """The same denial attributed to `policy` (pure policies do not know their chain name)."""

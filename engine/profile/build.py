@@ -23,6 +23,7 @@ from engine.policies.access import NamespaceAccess, RolePermissions
 from engine.policies.connections import ConnectionCaps
 from engine.policies.payload import PayloadLimits
 from engine.policies.rate_limit import TokenBucket
+from engine.profile.diff import snapshot
 from engine.profile.locate import KeyPath
 from engine.profile.model import (
     AdminOptions,
@@ -97,6 +98,7 @@ def build(resolved: Resolved, *, incomplete: bool = False) -> Profile:
         admin=AdminOptions(token=data["admin"].get("token"), path=data["admin"]["path"]),
         path=resolved.loaded.sources[0].path if resolved.loaded.sources else None,
         cluster=cluster,
+        snapshot=MappingProxyType(snapshot(data)),
     )
 
 

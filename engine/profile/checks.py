@@ -250,6 +250,42 @@ def check_dashboard(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
     return [loaded.diagnostic(("monitoring", "dashboard"), problem)] if problem else []
 
 
+def check_lifecycle(loaded: Loaded, data: dict[str, Any]) -> list[Diagnostic]:
+    """`[errors]` and `[maintenance]` combinations that would leak or lock everyone out."""
+    out = []
+    if data["errors"]["expose_exception_text"] and data["engine"]["environment"] != "development":
+        out.append(
+            loaded.diagnostic(
+                ("errors", "expose_exception_text"),
+                "exception texts may reach clients only in a development profile",
+                expected="false",
+                got=f"true with environment = {data['engine']['environment']!r}",
+            )
+        )
+    maintenance = data["maintenance"]
+    for name in maintenance["admit_namespaces"]:
+        if name not in data["namespaces"]:
+            out.append(
+                loaded.diagnostic(
+                    ("maintenance", "admit_namespaces"),
+                    f"namespace {name!r} is not declared",
+                    expected="one of " + ", ".join(repr(n) for n in data["namespaces"]),
+                    got=repr(name),
+                )
+            )
+    roles = data["auth"].get("roles", {})
+    for role in maintenance["admit_roles"]:
+        if roles and role not in roles:
+            out.append(
+                loaded.diagnostic(
+                    ("maintenance", "admit_roles"),
+                    f"role {role!r} is not declared in [auth.roles]",
+                    severity="warning",
+                )
+            )
+    return out
+
+
 CHECKS: tuple[Check, ...] = (
     check_ping,
     check_namespaces,
@@ -258,6 +294,7 @@ CHECKS: tuple[Check, ...] = (
     check_admin_ui,
     check_cluster,
     check_dashboard,
+    check_lifecycle,
 )
 
 

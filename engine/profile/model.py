@@ -22,6 +22,7 @@ from engine.policies.access import NamespaceAccess, RolePermissions
 from engine.policies.connections import ConnectionCaps
 from engine.policies.payload import PayloadLimits
 from engine.policies.rate_limit import TokenBucket
+from engine.profile.diff import Leaf
 from engine.rooms import RoomTemplate
 
 Environment = Literal["development", "production", "maintenance"]
@@ -193,3 +194,7 @@ class Profile:
     admin: AdminOptions = AdminOptions()
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     path: Path | None = None
+    # fingerprints of every resolved value (secrets only as hashes): what a reload diffs against
+    snapshot: Mapping[tuple[str | int, ...], Leaf] = field(
+        default_factory=dict, repr=False, compare=False
+    )

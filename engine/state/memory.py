@@ -2,7 +2,9 @@
 
 Buckets that are full again and abuse records that no longer affect any verdict are
 forgotten (a full bucket and no record are indistinguishable from fresh), so memory tracks
-active clients, not every client ever seen. When `max_keys` buckets are all still refilling,
+active clients, not every client ever seen. A bucket is forgotten when it is full under the
+shape it was last charged with; if a reload slows its refill rate before that, the client keeps
+the refill it earned under the old limit. When `max_keys` buckets are all still refilling,
 a *new* key is refused (fail closed) rather than evicting one that could be reset by flooding
 the table with fresh keys.
 """
@@ -124,6 +126,16 @@ class MemoryStateStore:
 
     def count(self, key: str) -> int:
         return self._counts.get(key, 0)
+
+    @property
+    def degraded(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        """Nothing runs in the background."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
 
     def sizes(self) -> dict[str, int]:
         """How many entries each table holds (leak checks, dashboards)."""

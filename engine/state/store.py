@@ -3,6 +3,10 @@
 Operations are coroutines so that a networked store (one Redis call each) fits the same
 seam; the in-memory store answers without awaiting anything. Keys are plain strings built by
 the policies (`rate:<policy>:<subject>`, `ip:1.2.3.4`, `conn:ip:1.2.3.4`, ...).
+
+Time: `now` is the caller's clock. A shared store may use its own clock instead (Redis's, so
+that nodes' clocks do not matter); what comes back are durations (`retry_after_seconds`), and
+a `Banned.until` is only comparable with another `until` of the same store.
 """
 
 from __future__ import annotations
@@ -12,6 +16,17 @@ from typing import Protocol
 
 from engine.policies.abuse import AbuseOptions, Banned, Verdict
 from engine.policies.rate_limit import Admission, TokenBucket
+
+
+class StoreUnavailable(Exception):
+    """The store cannot decide now and its profile says to refuse (`on_store_error = "deny"`).
+
+    The guard turns it into a `Deny` with code `unavailable` from the policy that asked.
+    """
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(retry_after_seconds)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class StateStore(Protocol):
@@ -45,4 +60,17 @@ class StateStore(Protocol):
 
     def count(self, key: str) -> int:
         """Current connection count of `key` (best effort, for dashboards and tests)."""
+        ...
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the store cannot do its job right now (health reports it), or None."""
+        ...
+
+    async def start(self) -> None:
+        """Start background work (a shared store's lease heartbeat); the engine calls it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop background work and close connections."""
         ...

@@ -291,10 +291,12 @@ async def test_malformed_packet_closes_with_one_log_line(
                     with contextlib.suppress(ConnectionError):
                         await raw.send(*(frames[-1:] * 20))
                     assert await raw.closed() in (1000, 1002), case
-                # engine.server (Socket.IO) or engine.hardening (Engine.IO) says why;
+                # engine.server (Socket.IO) or engine.transport.hardening (Engine.IO) says why;
                 # engine.security has its structured event beside it
                 lines = [
-                    r for r in caplog.records if r.name in ("engine.server", "engine.hardening")
+                    r
+                    for r in caplog.records
+                    if r.name in ("engine.server", "engine.transport.hardening")
                 ]
                 assert len(lines) == 1, (case, [r.getMessage() for r in lines])
                 message = lines[0].getMessage()
@@ -492,7 +494,7 @@ async def test_connect_flood_is_refused_and_connected_clients_keep_latency(
         assert set(statuses) <= {200, 429}
         for status, headers, body in responses:
             if status == 429:
-                refusal = json.loads(body)
+                refusal = json.loads(body)["data"]
                 assert refusal["code"] == "rate_limited"
                 assert refusal["retry_after_seconds"] > 0
                 assert int(headers["retry-after"]) >= 1

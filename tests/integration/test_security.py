@@ -81,14 +81,22 @@ def token(sub: str = "alice", roles: list[str] | None = None, **claims: Any) -> 
 
 
 async def refused(url: str, namespace: str = "/", **kwargs: Any) -> Any:
-    """Connect and return the connect_error data (the test fails if the connection succeeds)."""
+    """Connect and return the refusal envelope (the test fails if the connection succeeds).
+
+    The connect_error data is in the Socket.IO convention, `{"message", "data"}`, with the
+    envelope `{"code", "message", "retry_after_seconds"?}` as `data`.
+    """
     client = socketio.AsyncClient(reconnection=False)
     errors: list[Any] = []
     client.on("connect_error", errors.append, namespace=namespace)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(url, namespaces=[namespace], wait_timeout=5, **kwargs)
     await release(client)
-    return errors[0] if errors else None
+    assert len(errors) == 1, errors
+    error = errors[0]
+    assert set(error) == {"message", "data"}, error
+    assert error["message"] == error["data"]["message"]
+    return error["data"]
 
 
 async def connected(url: str, namespace: str = "/", **kwargs: Any) -> socketio.AsyncClient:
@@ -400,7 +408,7 @@ async def test_deny_list_ip_cap_user_limit_and_disconnect_action(
                 headers={"X-Forwarded-For": "10.66.1.2"},
             )
         assert denied.status_code == 403
-        assert denied.json()["code"] == "forbidden"
+        assert denied.json()["data"]["code"] == "forbidden"
 
         ip = {"X-Forwarded-For": "10.1.2.3"}
         first = await connected(url, headers=ip)

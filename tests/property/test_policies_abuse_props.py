@@ -5,11 +5,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+import anyio
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from engine.auth import Identity
+from engine.chain import Request
+from engine.chain.bans import BanPolicy
 from engine.policies.abuse import (
-    AbuseLedger,
     AbuseOptions,
     AbuseState,
     Allowed,
@@ -17,8 +20,11 @@ from engine.policies.abuse import (
     Denied,
     Verdict,
     check,
+    listed_verdict,
     strike,
 )
+from engine.policies.decision import Allow, Deny
+from engine.state import MemoryStateStore
 
 IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.9", "192.168.1.5", "::ffff:10.0.0.9", "2001:db8::1",
        "2001:DB8:0::1", "203.0.113.7", "not-an-ip"]  # fmt: skip
@@ -150,17 +156,26 @@ operations = st.lists(
 
 @settings(max_examples=300)
 @given(abuse_options(), operations, st.booleans())
-def test_pure_state_and_ledger_agree_with_reference(
+def test_pure_state_and_store_agree_with_reference(
+    options: AbuseOptions, ops: list[tuple[str, object, object, object]], time_jumps_back: bool
+) -> None:
+    """The pure functions, and the engine's in-memory store behind the `ban` chain policy,
+    decide every strike and check exactly as the reference model does."""
+    anyio.run(_agree, options, ops, time_jumps_back)
+
+
+async def _agree(
     options: AbuseOptions, ops: list[tuple[str, object, object, object]], time_jumps_back: bool
 ) -> None:
     ref = Reference(options)
     state = AbuseState.empty(options)
-    ledger = AbuseLedger(options)
+    store = MemoryStateStore()
+    policy = BanPolicy(options)
     now = 100.0
     monotonic = True
     for index, (op, a, b, c) in enumerate(ops):
         # Non-decreasing time, except an optional jump back which the reference also sees.
-        # The ledger forgets at the newest time it has seen, so it is only compared while
+        # The store forgets at the newest time it has seen, so it is only compared while
         # time has not gone backwards.
         if time_jumps_back and index == len(ops) // 2:
             now -= 50.0
@@ -174,8 +189,8 @@ def test_pure_state_and_ledger_agree_with_reference(
             got, state = strike(state, a, now, c)
             event(f"strike -> {type(expected).__name__}")
             assert got == expected, (op, a, now)
-            ledger_verdict = ledger.strike(a, now, c)
-            assert not monotonic or ledger_verdict == expected
+            stored = listed_verdict(options, a) or await store.strike(a, options, now, c)
+            assert not monotonic or stored == expected
         else:
             assert isinstance(c, int)
             now += c
@@ -183,7 +198,19 @@ def test_pure_state_and_ledger_agree_with_reference(
             user = b if isinstance(b, str) else None
             expected = ref.check(ip, user, now)
             assert check(state, ip, user, now) == expected, (op, ip, user, now)
-            assert not monotonic or ledger.check(ip, user, now) == expected
+            if ip is None or not monotonic:
+                continue
+            request = Request("event", ip, identity=Identity(user))
+            decision = await policy.decide(request, store, now)
+            if isinstance(expected, Banned):
+                assert decision == Deny(
+                    "banned", "temporarily banned", expected.retry_after_seconds, disconnect=True
+                )
+            elif isinstance(expected, Denied):
+                assert isinstance(decision, Deny)
+                assert decision.code == "forbidden"
+            else:
+                assert isinstance(decision, Allow)
 
 
 @settings(max_examples=300)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from engine.policies.abuse import (
-    AbuseLedger,
     AbuseOptions,
     AbuseState,
     Allowed,
@@ -13,10 +12,10 @@ from engine.policies.abuse import (
     Denied,
     check,
     ip_subject,
+    listed_verdict,
     strike,
-    verdict_decision,
 )
-from engine.policies.decision import ALLOW, Deny
+from engine.state import MemoryStateStore
 
 PROFILE = {
     "strikes": 3,
@@ -108,26 +107,28 @@ def test_ip_subjects_are_canonical() -> None:
     assert isinstance(check(state, "1.2.3.4", None, 1), Banned)
 
 
-def test_verdict_decision_envelopes() -> None:
-    assert verdict_decision(Allowed()) == ALLOW
-    assert verdict_decision(Banned(10, 5, "flood")) == Deny("banned", "temporarily banned", 5)
-    assert verdict_decision(Denied()) == Deny("denied", "access denied")
+def test_listed_subjects_never_count_strikes() -> None:
+    assert listed_verdict(OPTIONS, "ip:203.0.113.9") == Denied()
+    assert listed_verdict(OPTIONS, "ip:::ffff:10.1.2.3") == Allowed()
+    assert listed_verdict(OPTIONS, "ip:192.0.2.1") is None
+    assert listed_verdict(OPTIONS, "user:10.1.2.3") is None
 
 
-def test_ledger_forgets_irrelevant_subjects_and_never_live_bans() -> None:
-    ledger = AbuseLedger(OPTIONS)
+@pytest.mark.anyio
+async def test_store_forgets_irrelevant_subjects_and_never_live_bans() -> None:
+    store = MemoryStateStore(max_subjects=3)
     for now in (0, 0, 0):
-        ledger.strike("user:1", now, "flood")  # banned until 60, remembered for forgiveness
-    ledger.strike("user:2", 0, "flood")  # one strike, irrelevant from t=10
-    ledger.strike("user:3", 0, "flood")
-    assert len(ledger) == 3
-    assert ledger.strike("user:4", 5, "flood") == Allowed()
-    assert ledger.untracked == 1  # full of records that still matter: not tracked
-    assert ledger.record("user:4") is None
-    assert ledger.forget_expired(10) == 2
-    assert isinstance(ledger.check(None, "1", 10), Banned)
-    ledger.strike("user:4", 11, "flood")
-    assert ledger.record("user:4") is not None
+        await store.strike("user:1", OPTIONS, now, "flood")  # banned until 60, kept to forgive
+    await store.strike("user:2", OPTIONS, 0, "flood")  # one strike, irrelevant from t=10
+    await store.strike("user:3", OPTIONS, 0, "flood")
+    assert store.sizes()["subjects"] == 3
+    assert await store.strike("user:4", OPTIONS, 5, "flood") == Allowed()
+    assert store.untracked_subjects == 1  # full of records that still matter: not tracked
+    assert store.record("user:4") is None
+    assert isinstance(await store.banned(["user:1"], 10), Banned)
+    await store.strike("user:4", OPTIONS, 11, "flood")  # 2 and 3 are forgotten by now
+    assert store.record("user:4") is not None
+    assert store.sizes()["subjects"] == 2
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ def render(lb: LbPlan) -> str:
         "",
         "global",
         "    log stdout format raw local0 info",
-        "    maxconn 50000",
         "",
         "defaults",
         "    mode http",

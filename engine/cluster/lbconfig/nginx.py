@@ -29,7 +29,7 @@ def render(lb: LbPlan) -> str:
         "worker_processes auto;",
         "",
         "events {",
-        "    worker_connections 10240;",
+        "    worker_connections 4096;",
         "}",
         "",
         "http {",

@@ -1,8 +1,9 @@
 """Transport-level protection that must act before python-engineio sees a request.
 
 - New Engine.IO handshakes from a banned address or above the per-IP connect rate are refused
-  on the raw HTTP request (429/403 with the refusal envelope as JSON and `Retry-After`), so a
-  connect flood costs the server almost nothing and connected clients keep their latency.
+  on the raw HTTP request (429/403 with `Retry-After` and, as JSON, the `{"message", "data":
+  {"code", ...}}` a refused CONNECT carries), so a connect flood costs the server almost
+  nothing and connected clients keep their latency.
 - Long-polling request bodies are limited in bytes while they are received (engineio reads a
   whole body before checking its size).
 - WebSocket messages are limited in UTF-8 *bytes* while frames arrive: hypercorn counts the
@@ -38,7 +39,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 STATUS = {"rate_limited": 429, "banned": 403, "forbidden": 403}
-log = logging.getLogger("engine.hardening")
+log = logging.getLogger("engine.transport.hardening")
 
 # Text packets a client sends besides messages: 1 close, 2 ping (also "2probe"), 3 pong,
 # 5 upgrade, 6 noop; all short. 4 (message) carries a Socket.IO packet, which starts with its
@@ -82,30 +83,43 @@ class ByteCountingBuffer(ws_stream.WebsocketBuffer):
         super().extend(event)
 
 
-def install_frame_limit() -> None:
-    """Make hypercorn count WebSocket message size in bytes (idempotent)."""
-    ws_stream.WebsocketBuffer = ByteCountingBuffer  # type: ignore[misc]
-
-
-_hypercorn_accept = ws_stream.Handshake.accept
-
-
-def set_websocket_compression(enabled: bool) -> None:
+def accept_without_deflate(
+    original: Callable[..., Any],
+) -> Callable[..., Any]:
     """hypercorn always accepts permessage-deflate when offered; make that a choice.
 
-    Process-wide: one engine per process is the deployment model.
+    The choice is read at each handshake from `WEBSOCKET`, which the engine sets from its
+    profile, so the patch itself captures no profile.
     """
 
     def accept(self: ws_stream.Handshake, *args: Any, **kwargs: Any) -> Any:
-        if not enabled:
+        if not WEBSOCKET.compression:
             self.extensions = None
-        return _hypercorn_accept(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    ws_stream.Handshake.accept = accept  # type: ignore[method-assign]
+    return accept
 
 
-def handshake_gate(app: ASGIApp, guard: Guard, socketio_path: str, max_body_bytes: int) -> ASGIApp:
-    """Wrap the ASGI app: refuse floods and bans before a handshake, cap polling bodies."""
+class _WebSocketSettings:
+    """Process-wide transport settings the patched hypercorn reads (one engine per process)."""
+
+    compression = True
+
+
+WEBSOCKET = _WebSocketSettings()
+
+
+def handshake_gate(
+    app: ASGIApp,
+    guard: Guard,
+    socketio_path: str,
+    max_body_bytes: int,
+    close_session: Callable[[str], Awaitable[None]],
+) -> ASGIApp:
+    """Wrap the ASGI app: refuse floods and bans before a handshake, cap polling bodies.
+
+    `close_session(eio_sid)` ends the session of an undecodable polling body.
+    """
     prefix = "/" + socketio_path.strip("/") + "/"
 
     async def gate(scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,7 +139,7 @@ def handshake_gate(app: ASGIApp, guard: Guard, socketio_path: str, max_body_byte
                 await _refuse(scope, send, refusal)
                 return
         if scope["type"] == "http" and scope.get("method") == "POST":
-            await _limited_body(app, scope, receive, send, max_body_bytes, guard)
+            await _limited_body(app, scope, receive, send, max_body_bytes, guard, close_session)
             return
         if scope["type"] == "websocket":
             await _checked_websocket(app, scope, receive, send, guard, query.get("sid", [""])[0])
@@ -171,7 +185,7 @@ async def _checked_websocket(
 
 
 async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
-    body = json.dumps(refusal.envelope()).encode()
+    body = json.dumps(refusal.connect_error_data()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if refusal.retry_after_seconds is not None:
         headers.append((b"retry-after", str(math.ceil(refusal.retry_after_seconds)).encode()))
@@ -190,9 +204,18 @@ async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
 
 
 async def _limited_body(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, limit: int, guard: Guard
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    limit: int,
+    guard: Guard,
+    close_session: Callable[[str], Awaitable[None]],
 ) -> None:
-    """Read the body up to `limit` bytes (413 beyond it), then hand it to the app whole."""
+    """Read the body up to `limit` bytes (413 beyond it), then hand it to the app whole.
+
+    A body that is not valid Engine.IO gets 400 and closes its session, as in Node.
+    """
     declared = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), None)
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         await _too_large(send)
@@ -215,7 +238,10 @@ async def _limited_body(
     problem = _payload_problem(body)
     if problem is not None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        _malformed(guard, query.get("sid", [""])[0], problem)
+        eio_sid = query.get("sid", [""])[0]
+        _malformed(guard, eio_sid, problem)
+        if eio_sid:
+            await close_session(eio_sid)
         await _respond(send, 400, "invalid_payload", "malformed Engine.IO payload")
         return
     replayed = False

@@ -2,11 +2,12 @@
 
 - :func:`prescan_packet`: the payload prescan, skipped when counting characters proves that no
   structural limit can be exceeded (the full prescan runs otherwise).
-- :class:`FastSocket`: python-engineio's ``AsyncSocket`` whose websocket loop waits for frames
+- :class:`FastSocket`: the engine's Engine.IO session
+  (:class:`engine.transport.protocol.ProtocolSocket`) whose websocket loop waits for frames
   and for outgoing packets under one re-armed deadline timer per connection, instead of an
-  ``asyncio.wait_for`` (a task plus a timer) per frame received and per batch sent. Same
-  timeouts (``ping_interval + ping_timeout`` for each wait), same upgrade from polling, same
-  close sequence.
+  ``asyncio.wait_for`` (a task plus a timer) per frame
+  received and per batch sent. Same timeouts (``ping_interval + ping_timeout`` for each wait),
+  same upgrade from polling, same close sequence.
 - :func:`tune_gc`: freeze what start-up allocated and set the youngest generation's threshold.
 
 ``ENGINE_FASTPATH_DISABLE`` (comma-separated: ``codec``, ``prescan``, ``socket``, ``all``) turns
@@ -21,10 +22,11 @@ import gc
 import os
 from typing import Any
 
-from engineio import async_socket, exceptions, packet
+from engineio import exceptions, packet
 
 from engine.policies.payload import PayloadLimits, Violation
 from engine.policies.payload import prescan_packet as full_prescan_packet
+from engine.transport.protocol import ProtocolSocket, install_protocol
 
 DISABLED = frozenset(
     part.strip() for part in os.environ.get("ENGINE_FASTPATH_DISABLE", "").split(",") if part
@@ -36,10 +38,10 @@ def enabled(part: str) -> bool:
 
 
 def json_codec() -> Any:
-    """The ``json=`` argument of ``socketio.AsyncServer``: engine.codec, or None (stdlib)."""
+    """The ``json=`` argument of ``socketio.AsyncServer``: `engine.transport.codec`, or None."""
     if not enabled("codec"):
         return None
-    from engine import codec
+    from engine.transport import codec
 
     return codec
 
@@ -50,8 +52,8 @@ def _prescan_fast(text: str, limits: PayloadLimits) -> Violation | None:
     Every nested container needs a ``{`` or ``[``, every key or element after the first a ``,``,
     and no decoded string is longer than the text, nor the text more than 4 bytes per character
     in UTF-8. Malformed text and ``NaN``/``Infinity`` are then refused by the decoder
-    (engine.codec), which the caller runs next. Binary packets (attachment counts) take the
-    full path.
+    (engine.transport.codec), which the caller runs next. Binary packets (attachment counts)
+    take the full path.
     """
     n = len(text)
     if (
@@ -130,10 +132,10 @@ class _Deadline:
             self.handle = None
 
 
-class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
-    """python-engineio's AsyncSocket with a cheaper websocket loop (same protocol)."""
+class FastSocket(ProtocolSocket):
+    """The engine's Engine.IO session with a cheaper websocket loop (same protocol)."""
 
-    async def _websocket_handler(self, ws: Any) -> Any:
+    async def _serve_websocket(self, ws: Any) -> Any:
         """Engine.IO handler for the websocket transport (python-engineio 4.x semantics)."""
         server = self.server
         timeout = server.ping_interval + server.ping_timeout
@@ -260,5 +262,4 @@ class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
 def install_socket() -> None:
     """Make python-engineio create FastSocket sessions (process-wide; idempotent)."""
-    if enabled("socket"):
-        async_socket.AsyncSocket = FastSocket
+    install_protocol(FastSocket if enabled("socket") else ProtocolSocket)
