@@ -63,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger("engine.cluster")
 
-LISTENER_BACKOFF_SECONDS = (0.1, 10.0)  # first retry, cap (doubling in between)
+LISTENER_BACKOFF_SECONDS = (0.1, 5.0)  # first retry, cap (doubling in between)
 RESTART_BACKOFF_SECONDS = (0.1, 10.0)
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 2.0
 DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS = 10
