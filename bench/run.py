@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import http.client
 import json
 import os
 import platform
@@ -107,6 +108,8 @@ class Target:
     auth: dict[str, Any] | None = None
     nsp: str = "/"
     env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1  # worker processes ([server] workers): readiness waits for each one
+    every_cpu: bool = False  # the server may run on every CPU (workers), not only the first
 
 
 def _py() -> str:
@@ -146,6 +149,31 @@ TARGETS: dict[str, Target] = {
         },
     ),
 }
+
+
+def _workers_target(workers: int) -> Target:
+    """The bench development profile with `[server] workers = N` (bench/profiles/workers-bench)."""
+    return Target(
+        f"engine-w{workers}",
+        lambda port: [
+            _py(),
+            "-m",
+            "engine",
+            "--profile",
+            "bench/profiles/workers-bench.toml",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        env={"BENCH_WORKERS": str(workers)},
+        workers=workers,
+        # one worker keeps its own core as the other targets do; two take both cores, sharing
+        # the second with the load generator (its CPU is reported with every run)
+        every_cpu=workers > 1,
+    )
+
+
+TARGETS["engine-w1"] = _workers_target(1)
+TARGETS["engine-w2"] = _workers_target(2)
 
 
 def parse_auth(spec: str) -> dict[str, Any] | None:
@@ -285,8 +313,8 @@ def foreign_load(
     w0: dict[str, Any], w1: dict[str, Any], cpu: set[int] | None, own_fraction: float | None
 ) -> float | None:
     """Busy fraction of `cpu` over the window not explained by our own process on it."""
-    if not cpu or own_fraction is None:
-        return None
+    if not cpu or own_fraction is None or len(cpu) != 1:
+        return None  # a server on several CPUs (workers): not attributable per CPU
     (c,) = cpu
     if c not in w0["cpus"] or c not in w1["cpus"]:
         return None
@@ -305,10 +333,26 @@ class TargetUnavailable(Exception):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(run: int = 1) -> int:
+    """A free port P on 127.0.0.1 such that P .. P + run - 1 are all free."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port + run > 65536:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for candidate in range(port, port + run):
+                held.append(socket.socket())
+                held[-1].bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return port
+    raise RuntimeError(f"no {run} consecutive free ports")
 
 
 def _preexec(cpus: set[int] | None) -> Callable[[], None]:
@@ -325,7 +369,8 @@ def _preexec(cpus: set[int] | None) -> Callable[[], None]:
 class Server:
     def __init__(self, target: Target, cpus: set[int] | None, env: dict[str, str], logdir: Path):
         self.target = target
-        self.port = free_port()
+        # several workers also listen on port + 1 .. port + workers: all of them must be free
+        self.port = free_port(target.workers + 1 if target.workers > 1 else 1)
         self.argv = target.argv(self.port)
         self.log_path = logdir / f"{target.name}-{self.port}.log"
         self._log = self.log_path.open("wb")
@@ -351,7 +396,14 @@ class Server:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> float:
         t0 = time.monotonic()
-        url = f"http://127.0.0.1:{self.port}/readyz"
+        workers = self.target.workers
+        # several workers: each also listens on port + i; wait until every one is ready
+        ports = [self.port + i for i in range(1, workers + 1)] if workers > 1 else [self.port]
+        for port in ports:
+            self._wait_ready(f"http://127.0.0.1:{port}/readyz", t0, timeout)
+        return time.monotonic() - t0
+
+    def _wait_ready(self, url: str, t0: float, timeout: float) -> None:
         last = "no answer"
         while time.monotonic() - t0 < timeout:
             rc = self.proc.poll()
@@ -363,11 +415,11 @@ class Server:
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
                     if resp.status == 200:
-                        return time.monotonic() - t0
+                        return
                     last = f"HTTP {resp.status}"
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 last = str(getattr(exc, "reason", exc))
             time.sleep(0.05)
         self.stop()
@@ -468,6 +520,8 @@ def run_once(
     deflate: bool,
 ) -> dict[str, Any]:
     server_cpus, loadgen_cpus = plan
+    if target.every_cpu and server_cpus is not None and loadgen_cpus is not None:
+        server_cpus = server_cpus | loadgen_cpus
     server = Server(target, server_cpus, env, logdir)
     try:
         ready_s = server.wait_ready()

@@ -12,6 +12,8 @@ from typing import Any
 import socketio
 
 from engine.client import client_routes
+from engine.cluster.broker import RedisBroker, build_client_manager
+from engine.cluster.workers import node_identity
 from engine.lifecycle import Lifecycle
 from engine.monitoring import Monitor
 from engine.monitoring.sinks.prometheus import bearer_ok
@@ -59,6 +61,7 @@ class Engine:
     metrics_listeners: dict[str, Router] = field(default_factory=dict)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     store: StateStore | None = None  # policy state; `serve` starts and closes it
+    broker: RedisBroker | None = None  # the cluster broker (adapter = "redis")
 
     @property
     def profile(self) -> Profile:
@@ -198,9 +201,12 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     ref = RuntimeRef(Runtime.build(profile))
     store = build_store(profile.cluster, max_keys=profile.security.max_tracked_keys)
     monitor.add_health_check(lambda: store.degraded)
-    sio = EngineServer(ref, monitor, store)
+    # cluster broker: None keeps python-socketio's in-memory manager
+    broker = build_client_manager(profile.cluster, monitor, node_identity(profile.cluster))
+    sio = EngineServer(ref, monitor, store, client_manager=broker)
     engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
     engine.store = store
+    engine.broker = broker
     dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))
     publish = PublishAPI(engine)
     engine.routes = {

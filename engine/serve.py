@@ -41,17 +41,18 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def open_listener(host: str, port: int, backlog: int) -> socket.socket:
+def open_listener(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket; `reuse_port` lets several worker processes share the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=backlog)
+    sock = socket.create_server((host, port), family=family, backlog=backlog, reuse_port=reuse_port)
     sock.setblocking(False)
     return sock
 
 
-def hypercorn_config(profile: Profile, fd: int) -> Config:
+def hypercorn_config(profile: Profile, fd: int, *more_fds: int) -> Config:
     server = profile.server
     config = Config()
-    config.bind = [f"fd://{fd}"]
+    config.bind = [f"fd://{n}" for n in (fd, *more_fds)]
     config.backlog = server.listen_backlog
     config.graceful_timeout = max(server.shutdown_grace_seconds, 0.1)
     config.websocket_max_message_size = server.max_payload_bytes
@@ -124,24 +125,31 @@ async def serve(
     *,
     bind: str | None = None,
     signals: bool = True,
+    worker: int | None = None,
     task_status: TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `profile` until stopped; returns after a graceful drain."""
+    """Serve `profile` until stopped; returns after a graceful drain.
+
+    `worker` (1..N, from `engine.cluster.workers`): share the port with the other workers
+    (SO_REUSEPORT) and also listen on the worker's own port, port + worker.
+    """
     host, port = parse_bind(bind) if bind else (profile.server.host, profile.server.port)
     lifecycle = Lifecycle()
     engine = build_app(profile, lifecycle)
     tune_gc(profile.server.gc_threshold_objects)
     monitor = engine.monitor
-    sock = open_listener(host, port, profile.server.listen_backlog)
+    backlog = profile.server.listen_backlog
+    sock = open_listener(host, port, backlog, reuse_port=worker is not None)
+    own = [open_listener(host, port + worker, backlog)] if worker is not None else []
     running = Running(engine, host, sock.getsockname()[1], started_from=profile.path)
-    config = hypercorn_config(profile, sock.detach())
+    config = hypercorn_config(profile, sock.detach(), *(s.detach() for s in own))
     metrics = [_metrics_listener(bind, app) for bind, app in engine.metrics_listeners.items()]
     running.metrics_urls = {bind: url for bind, url, _, _ in metrics}
     hypercorn_stop = anyio.Event()
     assert engine.app is not None
 
     loop = asyncio.get_running_loop()
-    handled = (signal.SIGTERM, signal.SIGINT) if signals else ()
+    handled: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT) if signals else ()
     for signum in handled:
         loop.add_signal_handler(signum, running.on_signal, signum)
     if signals:
@@ -158,6 +166,8 @@ async def serve(
                 background.start_soon(_serve_asgi, app, metrics_config, hypercorn_stop)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_drain_on_stop, running, hypercorn_stop)
+                if engine.broker is not None:
+                    engine.broker.start()  # subscribe and probe before the first client
                 lifecycle.advance(Phase.SERVING)
                 monitor.lifecycle("ready")
                 log.info(summary(running))
@@ -174,6 +184,9 @@ async def serve(
         if signals:
             loop.remove_signal_handler(signal.SIGHUP)
         lifecycle.advance(Phase.STOPPED)
+        if engine.broker is not None:
+            with anyio.CancelScope(shield=True):
+                await engine.broker.aclose()
         if store is not None:
             await store.aclose()
         await monitor.aclose()

@@ -79,10 +79,13 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         monitor: Monitor,
         store: StateStore | None = None,
         recovery_store: RecoveryStore | None = None,
+        *,
+        client_manager: socketio.AsyncManager | None = None,
     ) -> None:
         profile = ref.runtime.profile
         server = profile.server
         super().__init__(
+            client_manager=client_manager,  # None: python-socketio's in-memory manager
             async_mode="asgi",
             transports=list(server.transports),
             ping_interval=server.ping_interval_seconds,

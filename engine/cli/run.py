@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 
+from engine.cluster.workers import Supervisor, worker_command, worker_index
 from engine.errors import EX_FAILURE, EX_OK, EX_USAGE, Diagnostic, ProfileError
 from engine.profile.build import load_profile
 from engine.profile.checks import dashboard_exposure
@@ -40,11 +41,15 @@ def command(profile_path: Path | None, bind: str | None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    worker = worker_index()
+    if profile.server.workers > 1 and worker is None:
+        return _supervise(profile, bind)
     try:
         anyio.run(
             _serve,
             profile,
             bind,
+            worker,
             backend="asyncio",
             backend_options={"use_uvloop": profile.server.event_loop == "uvloop"},
         )
@@ -57,9 +62,26 @@ def command(profile_path: Path | None, bind: str | None) -> int:
     return EX_OK
 
 
-async def _serve(profile: Profile, bind: str | None) -> None:
+def _supervise(profile: Profile, bind: str | None) -> int:
+    """`[server] workers > 1`: this process supervises the workers (engine.cluster.workers)."""
+    if (bind and parse_bind(bind)[1] == 0) or (not bind and profile.server.port == 0):
+        print("engine: error: several workers need a fixed port to share", file=sys.stderr)
+        return EX_USAGE
+    if profile.path is None:
+        print("engine: error: workers need a profile file to load", file=sys.stderr)
+        return EX_USAGE
+    supervisor = Supervisor(worker_command(str(profile.path), bind), profile.server.workers)
+    print(
+        f"engine supervisor: {profile.server.workers} workers on {bind or profile.server.bind}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return anyio.run(supervisor.run, backend="asyncio")
+
+
+async def _serve(profile: Profile, bind: str | None, worker: int | None) -> None:
     async with anyio.create_task_group() as tasks:
-        running: Running = await tasks.start(partial(serve, profile, bind=bind))
+        running: Running = await tasks.start(partial(serve, profile, bind=bind, worker=worker))
         for line in where_to_look(running):
             print(line, file=sys.stderr, flush=True)
 

@@ -10,6 +10,7 @@ probably not what was meant (fatal under ``--strict``).
 | ``adapter = "redis"`` without ``url`` | error |
 | ``url`` not ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://`` | error |
 | a password inside ``url`` or ``redis_options`` (use the secret ``password``) | error |
+| ``probe_timeout_seconds`` <= ``probe_interval_seconds`` | error |
 | node weights with a strategy other than ``weighted`` | error |
 | a balancer in front of one process (one node, ``workers = 1``) | error |
 | several processes, polling on, and no affinity (``sticky`` or an IP-hash strategy) | error |
@@ -136,6 +137,15 @@ def _broker(cluster: ClusterOptions, raw: Mapping[str, Any]) -> list[Problem]:
                         )
                     )
                     break
+    if cluster.probe_timeout_seconds <= cluster.probe_interval_seconds:
+        out.append(
+            Problem(
+                ("cluster", "probe_timeout_seconds"),
+                "every probe would be late: the timeout must exceed the interval between probes",
+                expected=f"> probe_interval_seconds ({cluster.probe_interval_seconds:g})",
+                got=f"{cluster.probe_timeout_seconds:g}",
+            )
+        )
     if "password" in cluster.redis_options:
         out.append(
             Problem(

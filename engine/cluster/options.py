@@ -170,6 +170,8 @@ class ClusterOptions:
     :param on_store_error: when Redis is unreachable, policies fall back to per-node state
         (``local``) or refuse (``deny``).
     :param node_id: this node's name in the cluster; None lets the runtime pick one.
+    :param probe_interval_seconds: seconds between two liveness probes (``redis``).
+    :param probe_timeout_seconds: a probe not back within this is a broker problem.
     :param balancer: ``[cluster.balancer]``, or None when not declared.
     """
 
@@ -180,6 +182,8 @@ class ClusterOptions:
     redis_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     on_store_error: OnStoreError = "local"
     node_id: str | None = None
+    probe_interval_seconds: float = 1.0
+    probe_timeout_seconds: float = 3.0
     balancer: BalancerOptions | None = None
 
     @property
@@ -209,5 +213,7 @@ class ClusterOptions:
             redis_options=MappingProxyType(dict(mapping.get("redis_options", {}))),
             on_store_error=mapping.get("on_store_error", "local"),
             node_id=mapping.get("node_id"),
+            probe_interval_seconds=float(mapping.get("probe_interval_seconds", 1.0)),
+            probe_timeout_seconds=float(mapping.get("probe_timeout_seconds", 3.0)),
             balancer=BalancerOptions.from_profile(balancer) if balancer is not None else None,
         )

@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
 import anyio
 from prometheus_client import (
@@ -33,7 +35,7 @@ from engine.monitoring.options import MonitoringOptions
 from engine.monitoring.records import EventRecord, Labels, MetricsSnapshot, TimingSeries, redact
 from engine.monitoring.sinks import SINKS, PrometheusSink, Sink
 
-__all__ = ["DISCONNECT_REASONS", "Monitor"]
+__all__ = ["DISCONNECT_REASONS", "ClusterView", "Monitor"]
 
 _log = logging.getLogger("engine.monitoring")
 
@@ -84,6 +86,18 @@ def _never_raises(default: Any = None) -> Callable[[Callable[P, R]], Callable[P,
         return wrapper
 
     return decorate
+
+
+class ClusterView(Protocol):
+    """What the cluster broker tells the monitor (engine.cluster.broker implements it)."""
+
+    def problems(self) -> tuple[str, ...]:
+        """What is wrong with the broker now, one reason each; empty when fine."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """JSON-ready broker state for the stats document (adapter, nodes seen, counters)."""
+        ...
 
 
 class _Capped:
@@ -250,6 +264,8 @@ class Monitor:
         self._last_metrics_flush = now
         self._closed = False
         self._refreshers: list[Callable[[], None]] = []
+        self.node: dict[str, object] = {"id": f"{socket.gethostname()}:{os.getpid()}"}
+        self._cluster: ClusterView | None = None
         self._health_checks: list[Callable[[], str | None]] = []
 
     def add_refresher(self, refresh: Callable[[], None]) -> None:
@@ -349,6 +365,27 @@ class Monitor:
         self._m_reloads = Counter(
             "engine_config_reloads_total", "Profile reloads by result.", ["result"], registry=reg
         )
+        self._m_publish_failures = Counter(
+            "engine_cluster_publish_failures_total",
+            "Broker messages (emits, room changes, disconnects for other nodes) dropped because "
+            "Redis could not be reached.",
+            registry=reg,
+        )
+        self._m_listener_restarts = Counter(
+            "engine_cluster_listener_restarts_total",
+            "Times the broker's listener task ended and its supervisor started it again.",
+            registry=reg,
+        )
+        self._m_listener_reconnects = Counter(
+            "engine_cluster_listener_reconnects_total",
+            "Times the broker's listener lost its Redis subscription and subscribed again.",
+            registry=reg,
+        )
+        self._m_cluster_nodes = Gauge(
+            "engine_cluster_nodes",
+            "Engine processes whose liveness probes this one received recently, itself included.",
+            registry=reg,
+        )
 
     # -- label bounding ----------------------------------------------------------------------
 
@@ -430,6 +467,47 @@ class Monitor:
 
     def _on_drop(self, sink_id: str, n: int) -> None:
         self._dropped.labels(sink_id).inc(n)
+
+    # -- the cluster broker ------------------------------------------------------------------
+
+    def set_node(self, node_id: str, **fields: object) -> None:
+        """This process's identity in the cluster, shown by the stats and the dashboard."""
+        self.node = {"id": node_id, "pid": os.getpid(), **fields}
+
+    def attach_cluster(self, view: ClusterView) -> None:
+        """The broker whose problems count in health and whose state the stats show."""
+        self._cluster = view
+
+    @_never_raises()
+    def cluster_publish_failed(self) -> None:
+        """A broker message could not be published (it is dropped)."""
+        self._m_publish_failures.inc()
+
+    @_never_raises()
+    def cluster_listener_restarted(self) -> None:
+        """The broker's listener task ended and was started again."""
+        self._m_listener_restarts.inc()
+
+    @_never_raises()
+    def cluster_listener_reconnected(self) -> None:
+        """The broker's listener subscribed again after losing Redis."""
+        self._m_listener_reconnects.inc()
+
+    def _cluster_problems(self) -> tuple[str, ...]:
+        return self._cluster.problems() if self._cluster is not None else ()
+
+    def _cluster_state(self) -> dict[str, object]:
+        if self._cluster is None:
+            state: dict[str, object] = {
+                "adapter": "memory",
+                "nodes": [{"id": self.node["id"], "self": True, "alive": True}],
+            }
+        else:
+            state = self._cluster.describe()
+        nodes = state.get("nodes")
+        if isinstance(nodes, list):
+            self._m_cluster_nodes.set(sum(1 for n in nodes if n.get("alive")))
+        return state
 
     # -- the adapter interface ---------------------------------------------------------------
 
@@ -652,7 +730,10 @@ class Monitor:
             handler_calls=cur.handler_calls + sum(s.handler_calls for s in window),
             handler_errors=cur.handler_errors + sum(s.handler_errors for s in window),
             connections=sum(self._connections.values()),
-            degraded=tuple(reason for check in self._health_checks if (reason := check())),
+            degraded=(
+                *(reason for check in self._health_checks if (reason := check())),
+                *(f"cluster broker: {p}" for p in self._cluster_problems()),
+            ),
         )
 
     @_never_raises(default=HealthReport("unhealthy", ("monitoring failed to assess health",)))
@@ -696,6 +777,8 @@ class Monitor:
             "uptime_seconds": max(now - self._started, 0.0),
             "lifecycle": dict(self._lifecycle),
             "health": report.to_json(),
+            "node": dict(self.node),
+            "cluster": self._cluster_state(),
             "summary": {
                 "connections": connections,
                 "events_in_per_second": sum(s.events_in for s in recent) / span,
@@ -731,6 +814,10 @@ class Monitor:
     def render_prometheus(self) -> tuple[bytes, str]:
         """Prometheus text exposition of this monitor's registry: ``(body, content_type)``."""
         self._refresh()
+        try:
+            self._cluster_state()  # refreshes engine_cluster_nodes
+        except Exception:
+            _log.exception("monitoring: reading the cluster state failed")
         try:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         except Exception:
