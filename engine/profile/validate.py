@@ -164,8 +164,19 @@ def schema_problems(loaded: Loaded) -> list[tuple[KeyPath | None, Diagnostic]]:
     validator = jsonschema.Draft7Validator(profile_schema())
     out: list[tuple[KeyPath | None, Diagnostic]] = []
     for error in validator.iter_errors(loaded.data):
-        out.extend(_describe(loaded, _unwrap(error)))
+        error = _unwrap(error)
+        if _stands_in(error.instance) and error.validator in _PLACEHOLDER_BLIND:
+            continue  # an unset variable's placeholder: only the value's type is checked
+        out.extend(_describe(loaded, error))
     return out
+
+
+# what a placeholder cannot satisfy but a real value of the right type may
+_PLACEHOLDER_BLIND = frozenset({"pattern", "format", "minLength", "maxLength", "enum", "const"})
+
+
+def _stands_in(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("<unset:")
 
 
 def _unwrap(error: ValidationError) -> ValidationError:

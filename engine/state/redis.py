@@ -30,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import socket
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -114,7 +112,8 @@ def redis_client(cluster: ClusterOptions, timeout: float = SOCKET_TIMEOUT_SECOND
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             sentinels, sentinel_kwargs={"socket_timeout": timeout}, **options
         )
-        client: Redis = sentinel.master_for(service or "mymaster", redis_class=Redis)
+        # the same default service as python-socketio's manager (and the broker): the channel
+        client: Redis = sentinel.master_for(service or cluster.channel, redis_class=Redis)
         return client
     plain: Redis = Redis.from_url(cluster.url, **options)
     return plain
@@ -123,8 +122,9 @@ def redis_client(cluster: ClusterOptions, timeout: float = SOCKET_TIMEOUT_SECOND
 def node_name(cluster: ClusterOptions) -> str:
     """This process's lease owner: the configured node id (or host:pid) plus a random tag, so a
     restarted process never adopts the counts of its previous life."""
-    base = cluster.node_id or f"{socket.gethostname()}:{os.getpid()}"
-    return f"{base}:{secrets.token_hex(4)}"
+    from engine.cluster.workers import node_identity
+
+    return f"{node_identity(cluster)}:{secrets.token_hex(4)}"
 
 
 class RedisStateStore:

@@ -46,11 +46,23 @@ class LbPlan:
     path: str
     transports: tuple[str, ...]
     workers: int
+    maxconn: int
 
     @property
     def fail_timeout_seconds(self) -> int:
         """nginx: how long a node stays out after `check_fall` failures (one check window)."""
         return max(1, math.ceil(self.balancer.check_interval_seconds * self.balancer.check_fall))
+
+
+DEFAULT_MAXCONN = 4096
+
+
+def balancer_maxconn(profile: Profile, targets: int) -> int:
+    """Connections the balancer accepts: what the engines behind it admit in total
+    (`security.connections.max_total` per process), or a conservative default. Left implicit,
+    HAProxy derives it from its file limit and may refuse to start on a small box."""
+    per_process = profile.security.caps.max_total
+    return per_process * max(targets, 1) if per_process is not None else DEFAULT_MAXCONN
 
 
 def plan(profile: Profile, *, listen: str | None = None) -> LbPlan:
@@ -69,6 +81,7 @@ def plan(profile: Profile, *, listen: str | None = None) -> LbPlan:
         ping_interval_seconds=server.ping_interval_seconds,
         ping_timeout_seconds=server.ping_timeout_seconds,
     )
+    chosen = targets(profile.cluster, deployment)
     idle = balancer.timeout_seconds or idle_timeout_seconds(
         server.ping_interval_seconds, server.ping_timeout_seconds
     )
@@ -76,12 +89,13 @@ def plan(profile: Profile, *, listen: str | None = None) -> LbPlan:
         profile=profile.engine.name,
         config_hash=profile.config_hash,
         balancer=balancer,
-        targets=targets(profile.cluster, deployment),
+        targets=chosen,
         listen=listen or balancer.listen,
         idle_timeout_seconds=idle,
         path=server.path,
         transports=server.transports,
         workers=server.workers,
+        maxconn=balancer_maxconn(profile, len(chosen)),
     )
 
 

@@ -20,6 +20,8 @@ def render(lb: LbPlan) -> str:
         "",
         "global",
         "    log stdout format raw local0 info",
+        "    # what the engines behind admit in total; each needs ~2 file descriptors (ulimit -n)",
+        f"    maxconn {lb.maxconn}",
         "",
         "defaults",
         "    mode http",
