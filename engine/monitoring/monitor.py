@@ -9,31 +9,23 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
-import random
 import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
-import anyio
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from engine.monitoring import tasks
 from engine.monitoring.health import HealthInputs, HealthReport, assess
+from engine.monitoring.metrics import OTHER, Capped, Metrics
 from engine.monitoring.options import MonitoringOptions
 from engine.monitoring.records import EventRecord, Labels, MetricsSnapshot, TimingSeries, redact
+from engine.monitoring.series import Reservoir, Sample, Second, Series
 from engine.monitoring.sinks import SINKS, PrometheusSink, Sink
+from engine.monitoring.stats import stats_document
 
 __all__ = ["DISCONNECT_REASONS", "ClusterView", "Monitor"]
 
@@ -42,7 +34,6 @@ _log = logging.getLogger("engine.monitoring")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-OTHER: Final = "other"
 DISCONNECT_REASONS: Final = frozenset(
     {
         "client disconnect",
@@ -53,15 +44,9 @@ DISCONNECT_REASONS: Final = frozenset(
         "refused",
     }
 )
-LABEL_CAP: Final = 64
-RESERVOIR: Final = 256
-RATE_WINDOW_SECONDS: Final = 10
 LAG_WINDOW_SECONDS: Final = 5
 MAX_ROOMS_LISTED: Final = 200
 MAX_BANS_LISTED: Final = 1000
-LATENCY_BUCKETS: Final = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
 
 
 def _never_raises(default: Any = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -100,108 +85,6 @@ class ClusterView(Protocol):
         ...
 
 
-class _Capped:
-    """Maps label values to themselves until ``cap`` distinct values were seen, then ``other``."""
-
-    def __init__(self, cap: int = LABEL_CAP) -> None:
-        self.cap = cap
-        self.seen: set[str] = set()
-
-    def __call__(self, value: str) -> str:
-        if value in self.seen:
-            return value
-        if len(self.seen) >= self.cap:
-            return OTHER
-        self.seen.add(value)
-        return value
-
-
-class _Second:
-    """Mutable accumulator of the current second."""
-
-    __slots__ = (
-        "decisions",
-        "denials",
-        "errors",
-        "events_in",
-        "events_out",
-        "handler_calls",
-        "handler_errors",
-        "latencies",
-        "latency_seen",
-        "loop_lag",
-        "sec",
-    )
-
-    def __init__(self, sec: int) -> None:
-        self.sec = sec
-        self.events_in = 0
-        self.events_out = 0
-        self.errors = 0
-        self.handler_calls = 0
-        self.handler_errors = 0
-        self.denials = 0
-        self.decisions = 0
-        self.latencies: list[float] = []
-        self.latency_seen = 0
-        self.loop_lag = 0.0
-
-    def add_latency(self, seconds: float) -> None:
-        self.latency_seen += 1
-        if len(self.latencies) < RESERVOIR:
-            self.latencies.append(seconds)
-        else:
-            j = random.randrange(self.latency_seen)
-            if j < RESERVOIR:
-                self.latencies[j] = seconds
-
-
-@dataclass(frozen=True, slots=True)
-class _Sample:
-    """A closed second."""
-
-    sec: int
-    connections: int
-    events_in: int
-    events_out: int
-    errors: int
-    handler_calls: int
-    handler_errors: int
-    denials: int
-    decisions: int
-    p50: float | None
-    p99: float | None
-    loop_lag: float
-    latencies: tuple[float, ...] = field(repr=False)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values (``None`` when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-class _Reservoir:
-    __slots__ = ("count", "samples", "total")
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self.count = 0
-        self.total = 0.0
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        if len(self.samples) < RESERVOIR:
-            self.samples.append(value)
-        else:
-            j = random.randrange(self.count)
-            if j < RESERVOIR:
-                self.samples[j] = value
-
-
 class Monitor:
     """Metrics, sinks, health and stats for one running engine.
 
@@ -227,19 +110,17 @@ class Monitor:
         self._clock = clock
         self._declared = {ns: frozenset(evs) for ns, evs in declared_events.items()}
         self._namespaces = frozenset(self._declared) | {"/"}
-        self._codes = _Capped()
-        self._policies = _Capped()
-        self._types = _Capped()
-        self._refused_codes = _Capped()
+        self._codes = Capped()
+        self._policies = Capped()
+        self._types = Capped()
+        self._refused_codes = Capped()
         self.registry = CollectorRegistry(auto_describe=True)
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self._build_metrics()
+        self.metrics = Metrics(self.registry, profile_name, config_hash)
 
         now = clock()
         self._wall_offset = time.time() - now
         self._started = now
-        self._cur = _Second(int(now))
-        self._series: deque[_Sample] = deque(maxlen=max(options.series_seconds, 1))
+        self.series = Series(now, options.series_seconds)
         self._connections: dict[str, int] = {}
         self._rooms: dict[str, tuple[int, tuple[tuple[str, int], ...]]] = {}
         self._bans: tuple[dict[str, object], ...] = ()
@@ -253,13 +134,13 @@ class Monitor:
             SINKS.get(cfg.type)(cfg.id, cfg.options, self._on_drop) for cfg in options.sinks
         )
         for sink in self.sinks:
-            self._dropped.labels(sink.id)  # export 0 from the start
+            self.metrics.dropped.labels(sink.id)  # export 0 from the start
         self._by_stream: dict[str, tuple[Sink[Any], ...]] = {
             stream: tuple(s for s in self.sinks if s.accepts(stream))
             for stream in ("security", "errors", "lifecycle", "metrics")
         }
         self._agg_counters: dict[tuple[str, Labels], float] = {}
-        self._agg_timings: dict[tuple[str, Labels], _Reservoir] = {}
+        self._agg_timings: dict[tuple[str, Labels], Reservoir] = {}
         self._aggregate = bool(self._by_stream["metrics"])
         self._last_metrics_flush = now
         self._closed = False
@@ -289,115 +170,7 @@ class Monitor:
 
     # -- setup -------------------------------------------------------------------------------
 
-    def _build_metrics(self) -> None:
-        reg = self.registry
-        self._m_connections = Gauge(
-            "engine_connections", "Open connections.", ["namespace"], registry=reg
-        )
-        self._m_connects = Counter(
-            "engine_connects_total", "Accepted connections.", ["namespace"], registry=reg
-        )
-        self._m_disconnects = Counter(
-            "engine_disconnects_total", "Disconnections.", ["namespace", "reason"], registry=reg
-        )
-        self._m_refused = Counter(
-            "engine_connects_refused_total",
-            "Refused connections.",
-            ["namespace", "code"],
-            registry=reg,
-        )
-        self._m_events_in = Counter(
-            "engine_events_in_total", "Events received.", ["namespace", "event"], registry=reg
-        )
-        self._m_events_out = Counter(
-            "engine_events_out_total",
-            "Events delivered (one per recipient).",
-            ["namespace", "event"],
-            registry=reg,
-        )
-        self._m_bytes_in = Counter(
-            "engine_bytes_in_total", "Event payload bytes received.", ["namespace"], registry=reg
-        )
-        self._m_bytes_out = Counter(
-            "engine_bytes_out_total",
-            "Event payload bytes delivered (size x recipients).",
-            ["namespace"],
-            registry=reg,
-        )
-        self._m_handler = Histogram(
-            "engine_handler_duration_seconds",
-            "Event handler duration.",
-            ["namespace", "event"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        self._m_handler_errors = Counter(
-            "engine_handler_errors_total",
-            "Event handlers that raised.",
-            ["namespace", "event"],
-            registry=reg,
-        )
-        self._m_ack = Histogram(
-            "engine_ack_round_trip_seconds",
-            "Server-to-client ack round trip.",
-            ["namespace"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        self._m_policy = Counter(
-            "engine_policy_decisions_total",
-            "Policy decisions.",
-            ["policy", "outcome"],
-            registry=reg,
-        )
-        self._m_errors = Counter("engine_errors_total", "Errors by code.", ["code"], registry=reg)
-        self._m_security = Counter(
-            "engine_security_events_total", "Security events by type.", ["type"], registry=reg
-        )
-        self._m_bans = Gauge("engine_active_bans", "Active bans.", registry=reg)
-        self._m_rooms = Gauge("engine_rooms", "Rooms.", ["namespace"], registry=reg)
-        self._m_lag = Gauge("engine_event_loop_lag_seconds", "Latest event-loop lag.", registry=reg)
-        self._dropped = Counter(
-            "engine_sink_dropped_total", "Records a sink dropped.", ["sink"], registry=reg
-        )
-        self._m_config = Info("engine_config", "Loaded profile.", registry=reg)
-        self._m_config.info({"profile": self.profile_name, "hash": self.config_hash})
-        self._m_reloads = Counter(
-            "engine_config_reloads_total", "Profile reloads by result.", ["result"], registry=reg
-        )
-        self._m_publish_failures = Counter(
-            "engine_cluster_publish_failures_total",
-            "Broker messages (emits, room changes, disconnects for other nodes) dropped because "
-            "Redis could not be reached.",
-            registry=reg,
-        )
-        self._m_listener_restarts = Counter(
-            "engine_cluster_listener_restarts_total",
-            "Times the broker's listener task ended and its supervisor started it again.",
-            registry=reg,
-        )
-        self._m_listener_reconnects = Counter(
-            "engine_cluster_listener_reconnects_total",
-            "Times the broker's listener lost its Redis subscription and subscribed again.",
-            registry=reg,
-        )
-        self._m_cluster_nodes = Gauge(
-            "engine_cluster_nodes",
-            "Engine processes whose liveness probes this one received recently, itself included.",
-            registry=reg,
-        )
-
     # -- label bounding ----------------------------------------------------------------------
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """A labelled child, cached: prometheus_client's ``labels()`` locks and allocates on
-        every call, which shows up at thousands of events a second. Label values are capped,
-        so the cache is bounded."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
 
     def _ns(self, namespace: str) -> str:
         return namespace if namespace in self._namespaces else OTHER
@@ -408,40 +181,14 @@ class Monitor:
 
     # -- per-second series -------------------------------------------------------------------
 
-    def _roll(self, now: float) -> _Second:
-        sec = int(now)
-        cur = self._cur
-        if sec <= cur.sec:
-            return cur
-        conns = sum(self._connections.values())
-        lat = sorted(cur.latencies)
-        self._series.append(
-            _Sample(
-                sec=cur.sec,
-                connections=conns,
-                events_in=cur.events_in,
-                events_out=cur.events_out,
-                errors=cur.errors,
-                handler_calls=cur.handler_calls,
-                handler_errors=cur.handler_errors,
-                denials=cur.denials,
-                decisions=cur.decisions,
-                p50=percentile(lat, 0.5),
-                p99=percentile(lat, 0.99),
-                loop_lag=cur.loop_lag,
-                latencies=tuple(lat),
-            )
-        )
-        maxlen = self._series.maxlen or 1
-        for gap in range(max(cur.sec + 1, sec - maxlen), sec):
-            self._series.append(
-                _Sample(gap, conns, 0, 0, 0, 0, 0, 0, 0, None, None, 0.0, latencies=())
-            )
-        self._cur = _Second(sec)
-        return self._cur
+    def _roll(self, now: float) -> Second:
+        return self.series.roll(now, sum(self._connections.values()))
 
-    def _now(self) -> _Second:
+    def _now(self) -> Second:
         return self._roll(self._clock())
+
+    def _window(self, now: float, seconds: float) -> list[Sample]:
+        return self.series.window(now, seconds)
 
     # -- metric-stream aggregation -----------------------------------------------------------
 
@@ -453,7 +200,7 @@ class Monitor:
         key = (name, labels)
         res = self._agg_timings.get(key)
         if res is None:
-            res = self._agg_timings[key] = _Reservoir()
+            res = self._agg_timings[key] = Reservoir()
         res.add(seconds * 1000.0)
 
     def _emit(self, stream: str, fields: Mapping[str, object]) -> EventRecord | None:
@@ -466,7 +213,7 @@ class Monitor:
         return record
 
     def _on_drop(self, sink_id: str, n: int) -> None:
-        self._dropped.labels(sink_id).inc(n)
+        self.metrics.dropped.labels(sink_id).inc(n)
 
     # -- the cluster broker ------------------------------------------------------------------
 
@@ -481,17 +228,17 @@ class Monitor:
     @_never_raises()
     def cluster_publish_failed(self) -> None:
         """A broker message could not be published (it is dropped)."""
-        self._m_publish_failures.inc()
+        self.metrics.publish_failures.inc()
 
     @_never_raises()
     def cluster_listener_restarted(self) -> None:
         """The broker's listener task ended and was started again."""
-        self._m_listener_restarts.inc()
+        self.metrics.listener_restarts.inc()
 
     @_never_raises()
     def cluster_listener_reconnected(self) -> None:
         """The broker's listener subscribed again after losing Redis."""
-        self._m_listener_reconnects.inc()
+        self.metrics.listener_reconnects.inc()
 
     def _cluster_problems(self) -> tuple[str, ...]:
         return self._cluster.problems() if self._cluster is not None else ()
@@ -506,7 +253,7 @@ class Monitor:
             state = self._cluster.describe()
         nodes = state.get("nodes")
         if isinstance(nodes, list):
-            self._m_cluster_nodes.set(sum(1 for n in nodes if n.get("alive")))
+            self.metrics.cluster_nodes.set(sum(1 for n in nodes if n.get("alive")))
         return state
 
     # -- the adapter interface ---------------------------------------------------------------
@@ -517,8 +264,8 @@ class Monitor:
         self._now()
         ns = self._ns(namespace)
         self._connections[ns] = self._connections.get(ns, 0) + 1
-        self._child(self._m_connections, ns).inc()
-        self._child(self._m_connects, ns).inc()
+        self.metrics.child(self.metrics.connections, ns).inc()
+        self.metrics.child(self.metrics.connects, ns).inc()
         if self._aggregate:
             self._count("engine_connects_total", (("namespace", ns),))
 
@@ -531,8 +278,8 @@ class Monitor:
         open_now = self._connections.get(ns, 0)
         if open_now > 0:
             self._connections[ns] = open_now - 1
-            self._child(self._m_connections, ns).dec()
-        self._child(self._m_disconnects, ns, why).inc()
+            self.metrics.child(self.metrics.connections, ns).dec()
+        self.metrics.child(self.metrics.disconnects, ns, why).inc()
         if self._aggregate:
             self._count("engine_disconnects_total", (("namespace", ns), ("reason", why)))
 
@@ -542,7 +289,7 @@ class Monitor:
         self._now()
         ns = self._ns(namespace)
         label = self._refused_codes(code)
-        self._child(self._m_refused, ns, label).inc()
+        self.metrics.child(self.metrics.refused, ns, label).inc()
         if self._aggregate:
             self._count("engine_connects_refused_total", (("namespace", ns), ("code", label)))
 
@@ -553,8 +300,8 @@ class Monitor:
         cur.events_in += 1
         ns = self._ns(namespace)
         ev = self._event(namespace, event)
-        self._child(self._m_events_in, ns, ev).inc()
-        self._child(self._m_bytes_in, ns).inc(max(nbytes, 0))
+        self.metrics.child(self.metrics.events_in, ns, ev).inc()
+        self.metrics.child(self.metrics.bytes_in, ns).inc(max(nbytes, 0))
         if self._aggregate:
             self._count("engine_events_in_total", (("namespace", ns), ("event", ev)))
             self._count("engine_bytes_in_total", (("namespace", ns),), max(nbytes, 0))
@@ -567,8 +314,8 @@ class Monitor:
         cur.events_out += n
         ns = self._ns(namespace)
         ev = self._event(namespace, event)
-        self._child(self._m_events_out, ns, ev).inc(n)
-        self._child(self._m_bytes_out, ns).inc(max(nbytes, 0) * n)
+        self.metrics.child(self.metrics.events_out, ns, ev).inc(n)
+        self.metrics.child(self.metrics.bytes_out, ns).inc(max(nbytes, 0) * n)
         if self._aggregate:
             self._count("engine_events_out_total", (("namespace", ns), ("event", ev)), n)
             self._count("engine_bytes_out_total", (("namespace", ns),), max(nbytes, 0) * n)
@@ -582,14 +329,14 @@ class Monitor:
         cur.add_latency(seconds)
         ns = self._ns(namespace)
         ev = self._event(namespace, event)
-        self._child(self._m_handler, ns, ev).observe(seconds)
+        self.metrics.child(self.metrics.handler, ns, ev).observe(seconds)
         labels = (("namespace", ns), ("event", ev))
         if self._aggregate:
             self._time("engine_handler_duration_seconds", labels, seconds)
         if error:
             cur.handler_errors += 1
             cur.errors += 1
-            self._child(self._m_handler_errors, ns, ev).inc()
+            self.metrics.child(self.metrics.handler_errors, ns, ev).inc()
             if self._aggregate:
                 self._count("engine_handler_errors_total", labels)
             self._emit("errors", {"code": "handler_error", "namespace": ns, "event": ev})
@@ -599,7 +346,7 @@ class Monitor:
         """A client acknowledged a server emit after ``seconds``."""
         self._now()
         ns = self._ns(namespace)
-        self._child(self._m_ack, ns).observe(max(seconds, 0.0))
+        self.metrics.child(self.metrics.ack, ns).observe(max(seconds, 0.0))
         if self._aggregate:
             self._time("engine_ack_round_trip_seconds", (("namespace", ns),), max(seconds, 0.0))
 
@@ -613,7 +360,7 @@ class Monitor:
         if deny:
             cur.denials += 1
         label = self._policies(policy)
-        self._child(self._m_policy, label, result).inc()
+        self.metrics.child(self.metrics.policy, label, result).inc()
         if self._aggregate:
             self._count("engine_policy_decisions_total", (("policy", label), ("outcome", result)))
 
@@ -623,7 +370,7 @@ class Monitor:
         cur = self._now()
         cur.errors += 1
         label = self._codes(code)
-        self._child(self._m_errors, label).inc()
+        self.metrics.child(self.metrics.errors, label).inc()
         if self._aggregate:
             self._count("engine_errors_total", (("code", label),))
         self._emit("errors", {"code": code})
@@ -636,7 +383,7 @@ class Monitor:
         if record is not None:
             self._security.append(record.to_json())
         label = self._types(str(event.get("type", "unknown")))
-        self._child(self._m_security, label).inc()
+        self.metrics.child(self.metrics.security, label).inc()
         if self._aggregate:
             self._count("engine_security_events_total", (("type", label),))
 
@@ -650,11 +397,11 @@ class Monitor:
         **fields: object,
     ) -> None:
         """A reload ended with `result` (applied | unchanged | refused | invalid)."""
-        self._child(self._m_reloads, result).inc()
+        self.metrics.child(self.metrics.reloads, result).inc()
         if result == "applied" and config_hash is not None:
             self.config_hash = config_hash
             self.profile_name = profile_name or self.profile_name
-            self._m_config.info({"profile": self.profile_name, "hash": config_hash})
+            self.metrics.config.info({"profile": self.profile_name, "hash": config_hash})
             if declared_events is not None:
                 self._declared = {ns: frozenset(evs) for ns, evs in declared_events.items()}
                 self._namespaces = frozenset(self._declared) | {"/"}
@@ -689,13 +436,13 @@ class Monitor:
         top = sorted(rooms.items(), key=lambda item: (-item[1], item[0]))[:MAX_ROOMS_LISTED]
         self._rooms[namespace] = (len(rooms), tuple((str(r), int(n)) for r, n in top))
         total = sum(count for key, (count, _) in self._rooms.items() if self._ns(key) == ns)
-        self._child(self._m_rooms, ns).set(total)
+        self.metrics.child(self.metrics.rooms, ns).set(total)
 
     @_never_raises()
     def set_active_bans(self, bans: Sequence[Mapping[str, object]]) -> None:
         """Snapshot of active bans."""
         self._bans = tuple(redact(ban) for ban in bans[:MAX_BANS_LISTED])
-        self._m_bans.set(len(bans))
+        self.metrics.bans.set(len(bans))
 
     @_never_raises()
     def loop_lag(self, seconds: float) -> None:
@@ -704,22 +451,13 @@ class Monitor:
         seconds = max(seconds, 0.0)
         self._last_lag = seconds
         cur.loop_lag = max(cur.loop_lag, seconds)
-        self._m_lag.set(seconds)
+        self.metrics.lag.set(seconds)
 
     # -- reading -----------------------------------------------------------------------------
 
     def now(self) -> float:
         """The monitor's clock (pass it to :meth:`health` and :meth:`stats`)."""
         return self._clock()
-
-    def _window(self, now: float, seconds: float) -> list[_Sample]:
-        cutoff = int(now) - seconds
-        out: list[_Sample] = []
-        for sample in reversed(self._series):
-            if sample.sec < cutoff:
-                break
-            out.append(sample)
-        return out
 
     def _health_inputs(self, now: float) -> HealthInputs:
         cur = self._roll(now)
@@ -743,73 +481,8 @@ class Monitor:
 
     @_never_raises(default={"error": "monitoring failed to build stats"})
     def stats(self, now: float) -> dict[str, object]:
-        """The JSON document served at the dashboard's stats path."""
-        self._refresh()
-        cur = self._roll(now)
-        opts = self.options
-        report = assess(self._health_inputs(now), opts.health)
-        recent = self._window(now, RATE_WINDOW_SECONDS - 1)
-        span = max(len(recent), 1)
-        window = self._window(now, opts.health.window_seconds)
-        latencies = sorted([*cur.latencies, *(x for s in window for x in s.latencies)])
-        calls = cur.handler_calls + sum(s.handler_calls for s in window)
-        failed = cur.handler_errors + sum(s.handler_errors for s in window)
-        decisions = cur.decisions + sum(s.decisions for s in window)
-        denials = cur.denials + sum(s.denials for s in window)
-        connections = sum(self._connections.values())
-        series = list(self._series)
-        off = self._wall_offset
-        namespaces: list[dict[str, object]] = []
-        for ns in sorted(set(self._connections) | set(self._rooms) | set(self._declared)):
-            count, top = self._rooms.get(ns, (0, ()))
-            namespaces.append(
-                {
-                    "namespace": ns,
-                    "connections": self._connections.get(ns, 0),
-                    "room_count": count,
-                    "rooms": [{"room": r, "members": n} for r, n in top],
-                }
-            )
-        return {
-            "profile": self.profile_name,
-            "config_hash": self.config_hash,
-            "generated_at": now + off,
-            "uptime_seconds": max(now - self._started, 0.0),
-            "lifecycle": dict(self._lifecycle),
-            "health": report.to_json(),
-            "node": dict(self.node),
-            "cluster": self._cluster_state(),
-            "summary": {
-                "connections": connections,
-                "events_in_per_second": sum(s.events_in for s in recent) / span,
-                "events_out_per_second": sum(s.events_out for s in recent) / span,
-                "handler_p50_seconds": percentile(latencies, 0.5),
-                "handler_p99_seconds": percentile(latencies, 0.99),
-                "handler_calls": calls,
-                "error_rate": failed / calls if calls else 0.0,
-                "denial_rate": denials / decisions if decisions else 0.0,
-                "active_bans": len(self._bans),
-                "loop_lag_seconds": self._last_lag,
-            },
-            "series": {
-                "interval_seconds": 1,
-                "t": [s.sec + off for s in series],
-                "connections": [s.connections for s in series],
-                "events_in": [s.events_in for s in series],
-                "events_out": [s.events_out for s in series],
-                "errors": [s.errors for s in series],
-                "denials": [s.denials for s in series],
-                "p50": [s.p50 for s in series],
-                "p99": [s.p99 for s in series],
-            },
-            "namespaces": namespaces,
-            "security_events": list(reversed(self._security)),
-            "bans": [dict(b) for b in self._bans],
-            "sinks": [
-                {"id": s.id, "type": s.type_name, "queued": s.queued, "dropped": s.dropped}
-                for s in self.sinks
-            ],
-        }
+        """The JSON document served at the dashboard's stats path (`engine.monitoring.stats`)."""
+        return stats_document(self, now)
 
     def render_prometheus(self) -> tuple[bytes, str]:
         """Prometheus text exposition of this monitor's registry: ``(body, content_type)``."""
@@ -867,39 +540,10 @@ class Monitor:
             sink.offer(snapshot)
         return snapshot
 
-    async def _probe(self) -> None:
-        interval = max(self.options.loop_lag_interval_seconds, 0.01)
-        every = max(self.options.metrics_interval_seconds, interval)
-        next_flush = self._clock() + every
-        while True:
-            started = time.perf_counter()
-            await anyio.sleep(interval)
-            self.loop_lag(max(time.perf_counter() - started - interval, 0.0))
-            now = self._clock()
-            if self._aggregate and now >= next_flush:
-                self.flush_metrics(now)
-                next_flush = now + every
-
     async def run(self) -> None:
         """Run sink writers and the loop-lag probe until cancelled; then flush the sinks."""
-        try:
-            async with anyio.create_task_group() as tg:
-                for sink in self.sinks:
-                    if sink.streams:
-                        tg.start_soon(sink.run)
-                tg.start_soon(self._probe)
-        finally:
-            with anyio.CancelScope(shield=True):
-                self.flush_metrics()
-                for sink in self.sinks:
-                    await sink.flush()
+        await tasks.run(self)
 
     async def aclose(self) -> None:
         """Flush and close every sink (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        with anyio.CancelScope(shield=True):
-            self.flush_metrics()
-            for sink in self.sinks:
-                await sink.aclose()
+        await tasks.aclose(self)

@@ -113,8 +113,8 @@ async def test_maintenance_on_and_off_by_reload(write_profile: Callable[..., Pat
         )
         admin_sid, user_status_sid = admin.get_sid("/admin"), user.get_sid("/status")
 
+        switched = time.perf_counter()  # before the request: the grace starts inside it
         status, report = await reload(running, maintenance)
-        switched = time.perf_counter()
         assert (status, report["outcome"]) == (200, "applied"), report
         assert any(c.startswith("~ maintenance.enabled") for c in report["live"]), report
 
