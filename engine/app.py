@@ -21,6 +21,7 @@ from engine.progress import ProgressHub
 from engine.progress.options import serves_tasks
 from engine.progress.task import TASK_EVENTS
 from engine.publish import HISTORY_PATH, PUBLISH_PATH, PublishAPI
+from engine.recovery import build_recovery_store
 from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
@@ -198,7 +199,7 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     ref = RuntimeRef(Runtime.build(profile))
     store = build_store(profile.cluster, max_keys=profile.security.max_tracked_keys)
     monitor.add_health_check(lambda: store.degraded)
-    sio = EngineServer(ref, monitor, store)
+    sio = EngineServer(ref, monitor, store, build_recovery_store(profile.cluster))
     engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
     engine.store = store
     dashboard = DashboardRoutes(monitor, secure_cookie=secure_admin_cookie(profile))

@@ -176,6 +176,7 @@ async def serve(
         lifecycle.advance(Phase.STOPPED)
         if store is not None:
             await store.aclose()
+        await engine.sio.recovery.store.aclose()
         await monitor.aclose()
     log.info("engine stopped")
 
