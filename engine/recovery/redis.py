@@ -153,22 +153,20 @@ def _live(stored: Stored, fence: Fence) -> bool:
     return after is not None and seq is not None and seq > after
 
 
-def _stored(entry: Sequence[Any]) -> Stored:
-    raw_id, raw_fields = entry
-    fields = {_text(raw_fields[i]): raw_fields[i + 1] for i in range(0, len(raw_fields), 2)}
-    args = orjson.loads(fields["a"])
-    if fields.get("b") == b"1":
-        args = _untag(args)
-    rooms = fields.get("r") or b""
-    exclude = fields.get("x") or b""
+def _stored(entry: bytes) -> Stored:
+    """One history entry as the scripts return it (`packed` in _common.lua)."""
+    raw_id, args, rooms, exclude, binary, size, at, event = entry.split(b"\n", 7)
+    decoded = orjson.loads(args)
+    if binary == b"1":
+        decoded = _untag(decoded)
     return Stored(
-        offset=_text(raw_id),
-        event=_text(fields["e"]),
-        args=tuple(args),
+        offset=raw_id.decode(),
+        event=event.decode(),
+        args=tuple(decoded),
         rooms=frozenset(orjson.loads(rooms)) if rooms else None,
         exclude=frozenset(orjson.loads(exclude)) if exclude else frozenset(),
-        size=int(fields["s"]),
-        emitted_at=int(fields["t"]) / 1000,
+        size=int(size),
+        emitted_at=int(at) / 1000,
     )
 
 

@@ -43,3 +43,18 @@ local function head(m)
   end
   return m.e .. '-' .. m.l
 end
+
+-- XRANGE entries as one string each, "id\na\nr\nx\nb\ns\nt\ne" (the JSON fields hold no raw
+-- newline; the event name, which may, comes last): a client parses 1 reply element per
+-- event instead of 16.
+local function packed(entries)
+  local out = {}
+  for i = 1, #entries do
+    local fields, f = entries[i][2], {}
+    for j = 1, #fields, 2 do
+      f[fields[j]] = fields[j + 1]
+    end
+    out[i] = table.concat({ entries[i][1], f.a, f.r, f.x, f.b, f.s, f.t, f.e }, '\n')
+  end
+  return out
+end

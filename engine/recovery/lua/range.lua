@@ -17,4 +17,4 @@ if ARGV[2] == '' then
 else
   entries = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', tonumber(ARGV[2]))
 end
-return { head(m) or '0-0', entries }
+return { head(m) or '0-0', packed(entries) }

@@ -27,4 +27,4 @@ end
 if not take then
   return { raw }
 end
-return { raw, head(m) or '0-0', redis.call('XRANGE', KEYS[2], from, '+') }
+return { raw, head(m) or '0-0', packed(redis.call('XRANGE', KEYS[2], from, '+')) }
