@@ -23,6 +23,7 @@ from engine.progress import ProgressHub
 from engine.progress.options import serves_tasks
 from engine.progress.task import TASK_EVENTS
 from engine.publish import HISTORY_PATH, PUBLISH_PATH, PublishAPI
+from engine.recovery import build_recovery_store
 from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
@@ -203,7 +204,9 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     monitor.add_health_check(lambda: store.degraded)
     # cluster broker: None keeps python-socketio's in-memory manager
     broker = build_client_manager(profile.cluster, monitor, node_identity(profile.cluster))
-    sio = EngineServer(ref, monitor, store, client_manager=broker)
+    sio = EngineServer(
+        ref, monitor, store, build_recovery_store(profile.cluster), client_manager=broker
+    )
     engine = Engine(ref=ref, sio=sio, monitor=monitor, lifecycle=lifecycle or Lifecycle())
     engine.store = store
     engine.broker = broker

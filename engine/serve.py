@@ -189,6 +189,7 @@ async def serve(
                 await engine.broker.aclose()
         if store is not None:
             await store.aclose()
+        await engine.sio.recovery.store.aclose()
         await monitor.aclose()
     log.info("engine stopped")
 

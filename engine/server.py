@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import socketio
@@ -27,6 +27,7 @@ from engine.namespaces import EngineNamespace
 from engine.policies.origin import OriginMatcher
 from engine.progress import ProgressHub
 from engine.recovery import MemoryRecoveryStore, Recovery, RecoveryOptions, RecoveryStore
+from engine.recovery.holdback import Holdback
 from engine.refusal import Refusal
 from engine.runtime import Runtime, RuntimeRef
 from engine.state import StateStore
@@ -112,6 +113,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         self.engine_namespaces: dict[str, EngineNamespace] = {}
         self.recovery = Recovery(self._recovery_options, recovery_store or MemoryRecoveryStore())
         self._transport_lost: set[str] = set()
+        self.holdback = Holdback()  # packets to resuming connections, until their replay
         self.progress = ProgressHub(lambda: self.runtime.profile.progress, self._emit_to_room)
         for name in profile.namespaces:
             self.add_namespace(name)
@@ -237,6 +239,7 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             await super()._handle_eio_disconnect(eio_sid, reason)
         finally:
             self._transport_lost.discard(eio_sid)
+            self.holdback.forget(eio_sid)
         self.guard.close_peer(eio_sid)
         self._check_idle()
 
@@ -400,12 +403,17 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             )
             return
         if claim is not None:
+            # from now on the connection is in rooms: what is sent to it waits for the replay
+            self.holdback.hold(eio_sid, name)
             self.recovery.hold(name, sid, claim)
         try:
             success = await self._trigger_event("connect", name, sid, self.environ[eio_sid], data)
             fail_reason = None
         except exceptions.ConnectionRefusedError as exc:
             success, fail_reason = False, exc.error_args
+        finally:
+            if claim is not None:  # refused, or not recovered: nothing replayed
+                await self._release(eio_sid, name, ())
         if success is False:
             self.recovery.abandon(name, sid)
             await self._send_packet(
@@ -433,10 +441,13 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         return sid
 
     async def resume(self, namespace: EngineNamespace, sid: str) -> frozenset[str] | None:
-        """Restore a claimed session once admitted: rooms, then every missed event, in one
-        step (nothing is awaited in between, so no live event can overtake the replay).
+        """Restore a claimed session once admitted: its rooms, then every missed event, then
+        what was held back meanwhile (minus the replayed events). Returns the rooms joined
+        with `join_room`, or None when nothing was recovered.
 
-        Returns the rooms joined with `join_room`, or None when nothing was recovered.
+        The store may await (Redis), so: read the missed events, join the rooms, read what
+        was appended in between (`catch_up`), send. Anything appended later reaches the
+        connection live, after the replay (it is held back until then).
         """
         name = namespace.name
         member = self.guard.member(name, sid)
@@ -448,11 +459,41 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
         eio_sid = self.manager.eio_sid_from_sid(sid, name)
         for room in restored.session.rooms:
             self.manager.basic_enter_room(sid, name, room, eio_sid=eio_sid)
-        for stored in restored.missed:
+        late = await self.recovery.catch_up(name, restored)
+        if late is None:
+            # the history moved past it while it was restored: all or nothing, so nothing is
+            # sent; the client reconnects to a fresh session
+            self.recovery.forget(name, sid)
+            self.start_background_task(self.close_session, eio_sid)
+            return None
+        missed = [*restored.missed, *late]
+        for stored in missed:
             pkt = self.packet_class(packet.EVENT, namespace=name, data=stored.packet())
-            await self._send_packet(eio_sid, pkt)
-        log.debug("recovered %s in %s: %d events replayed", sid, name, len(restored.missed))
+            await super()._send_packet(eio_sid, pkt)
+        await self._release(eio_sid, name, [stored.offset for stored in missed])
+        log.debug("recovered %s in %s: %d events replayed", sid, name, len(missed))
         return restored.session.client_rooms
+
+    async def _release(self, eio_sid: str, namespace: str, replayed: Sequence[str]) -> None:
+        """`namespace` has replayed: send what was held back for the session, in order."""
+        if not self.holdback.done(eio_sid, namespace, replayed):
+            return
+        while (item := self.holdback.next(eio_sid)) is not None:
+            raw, pkt = item
+            if raw:
+                await super()._send_eio_packet(eio_sid, pkt)
+            else:
+                await super()._send_packet(eio_sid, pkt)
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        if not self.holdback.put(eio_sid, False, pkt):
+            await super()._send_packet(eio_sid, pkt)
+
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        holdback = self.holdback
+        if holdback.put(eio_sid, True, eio_pkt) or holdback.late_copy(eio_sid, eio_pkt):
+            return
+        await super()._send_eio_packet(eio_sid, eio_pkt)
 
     async def suspend(self, namespace: EngineNamespace, sid: str, client_rooms: set[str]) -> None:
         """A connection to a namespace with recovery ends: keep its session when its

@@ -11,17 +11,21 @@ The wire format is socket.io's (4.6+):
   before the CONNECT reply carrying the *same* pid (`socket.recovered === true`); otherwise a
   fresh session with a new pid and nothing replayed.
 
-Order and exactly-once on one process: a CONNECT that names a restorable session *claims* it
-(before the sid exists) and records the history's head as a `Fence`; the connection is then
-admitted (authentication runs again unless `skip_auth_on_recovery`), and `resume` takes the
-session, joins its rooms and replays in one step with no suspension point in between (the
-in-memory store and the in-memory manager never await), so every later event reaches the
-socket live, after the replay. Events sent while it was admitted to its own sid room (or the
-whole namespace) reached it live already and are left out of the replay (the fence).
+Order and exactly-once: a CONNECT that names a restorable session *claims* it (before the sid
+exists); from then on the server holds back every packet to that Engine.IO session. The
+connection is admitted (authentication runs again unless `skip_auth_on_recovery`), then
+`resume` takes the session and reads the events it missed (the history's head `through`), the
+server joins its rooms and reads what was appended between that read and the join (`catch_up`:
+with a networked store, awaits let events in), sends the replay, and releases the held
+packets, dropping the recoverable events it has just replayed (by offset; the server keeps
+checking for late copies of them, e.g. delivered by another node through the broker). An
+event appended after the catch-up read reaches the connection live, since it joined its rooms
+before that read. Recovery stays all or nothing: a store that cannot answer means no recovery.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +34,19 @@ from typing import Any
 
 from engine.auth import Identity
 from engine.recovery.options import RecoveryOptions
-from engine.recovery.store import Fence, RecoveryStore, Restored, Session
+from engine.recovery.store import (
+    Fence,
+    RecoveryStore,
+    RecoveryUnavailable,
+    Restored,
+    Session,
+    Stored,
+)
+
+log = logging.getLogger("engine.recovery")
+
+UNKNOWN_HEAD = "?"  # a head the store could not tell: no offset-less restore from it
+NOTHING_LIVE = Fence(None, frozenset())  # the server holds packets back instead of fencing
 
 
 def new_pid() -> str:
@@ -118,9 +134,14 @@ class Recovery:
         if options is None:
             return None
         args = arguments(data)
-        offset = await self.store.append(
-            namespace, event, args, targets(to), excluded(skip_sid), options, self.clock()
-        )
+        try:
+            offset = await self.store.append(
+                namespace, event, args, targets(to), excluded(skip_sid), options, self.clock()
+            )
+        except RecoveryUnavailable as exc:
+            # sent live without an offset; the store marks the gap on its next append
+            log.warning("recovery store: %s not kept (%s)", event, exc)
+            return None
         return (*args, offset)
 
     # -- CONNECT -----------------------------------------------------------------------------
@@ -135,15 +156,18 @@ class Recovery:
         if options is None or asked is None:
             return None
         pid, offset = asked
-        session = await self.store.peek(namespace, pid, offset, options, self.clock())
+        try:
+            session = await self.store.peek(namespace, pid, offset, options, self.clock())
+        except RecoveryUnavailable as exc:
+            log.warning("recovery store: cannot restore sessions (%s)", exc)
+            return None
         if session is None:
             return None
         if not options.skip_auth_on_recovery:
             identity = identify()
             if identity is None or identity.user_id != session.identity.user_id:
                 return None
-        fence = Fence(await self.store.head(namespace), frozenset({session.sid}))
-        return Claim(pid, offset, session, fence)
+        return Claim(pid, offset, session, NOTHING_LIVE)
 
     def hold(self, namespace: str, sid: str, claim: Claim) -> None:
         self.claims[(namespace, sid)] = claim
@@ -165,16 +189,34 @@ class Recovery:
         options = self.options(namespace)
         if claim is None or options is None:
             return None
-        if identity.user_id != claim.session.identity.user_id:
-            await self.store.discard(namespace, claim.pid)
+        try:
+            if identity.user_id != claim.session.identity.user_id:
+                await self.store.discard(namespace, claim.pid)
+                return None
+            restored = await self.store.restore(
+                namespace, claim.pid, claim.offset, claim.fence, options, self.clock()
+            )
+        except RecoveryUnavailable as exc:
+            log.warning("recovery store: cannot restore sessions (%s)", exc)
             return None
-        restored = await self.store.restore(
-            namespace, claim.pid, claim.offset, claim.fence, options, self.clock()
-        )
         if restored is not None:
             self.pids[(namespace, sid)] = claim.pid
             self.recovered.add((namespace, sid))
         return restored
+
+    async def catch_up(self, namespace: str, restored: Restored) -> list[Stored] | None:
+        """Events appended after `restored` was read, for its rooms (None: the store cannot
+        tell, or some are gone: no recovery)."""
+        try:
+            return await self.store.after(namespace, restored.through, restored.session.rooms)
+        except RecoveryUnavailable as exc:
+            log.warning("recovery store: cannot restore sessions (%s)", exc)
+            return None
+
+    def forget(self, namespace: str, sid: str) -> None:
+        """A resumed session could not be completed: the connection is not a recovered one."""
+        self.recovered.discard((namespace, sid))
+        self.pids.pop((namespace, sid), None)
 
     def abandon(self, namespace: str, sid: str) -> None:
         """The CONNECT was refused: the claim lapses (the session stays for another try)."""
@@ -186,7 +228,10 @@ class Recovery:
         pid = self.pids.get(key)
         if pid is None:
             pid = self.pids[key] = new_pid()
-        self.heads[key] = await self.store.head(namespace)
+        try:
+            self.heads[key] = await self.store.head(namespace)
+        except RecoveryUnavailable:
+            self.heads[key] = UNKNOWN_HEAD
         return pid
 
     # -- disconnect --------------------------------------------------------------------------
@@ -222,4 +267,7 @@ class Recovery:
             head=head,
             disconnected_at=now,
         )
-        await self.store.persist(session, options, now)
+        try:
+            await self.store.persist(session, options, now)
+        except RecoveryUnavailable as exc:
+            log.warning("recovery store: session of %s not kept (%s)", sid, exc)

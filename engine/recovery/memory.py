@@ -174,7 +174,21 @@ class MemoryRecoveryStore:
             if live and stored.reaches(fence.rooms):
                 continue  # sent to the connection while it was reconnecting: delivered live
             missed.append(stored)
-        return Restored(session, tuple(missed))
+        return Restored(session, tuple(missed), await self.head(namespace))
+
+    async def after(
+        self, namespace: str, offset: str | None, rooms: frozenset[str]
+    ) -> list[Stored] | None:
+        history = self._history(namespace)
+        seq = 0 if offset is None else self._seq(offset)
+        if seq is None or not history.first - 1 <= seq <= history.last:
+            return None
+        events = history.events
+        return [
+            events[index]
+            for index in range(seq + 1 - history.first, len(events))
+            if events[index].reaches(rooms)
+        ]
 
     async def discard(self, namespace: str, pid: str) -> None:
         self._sessions_of(namespace).pop(pid, None)
@@ -205,3 +219,6 @@ class MemoryRecoveryStore:
         if history is None:
             return 0, 0, len(sessions)
         return len(history.events), history.bytes, len(sessions)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

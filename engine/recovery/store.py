@@ -2,9 +2,9 @@
 
 Offsets are opaque strings chosen by the store (the official clients only require the last
 argument of a recoverable event to be a string). Operations are coroutines so that a
-networked store (Redis streams and keys with a TTL) fits the same seam; the in-memory store
-answers without awaiting anything, which the server relies on to restore rooms and replay in
-one step (see `engine.recovery.adapter`).
+networked store (`engine.recovery.redis`: streams, keys with a TTL) fits the same seam; a
+store that cannot answer raises `RecoveryUnavailable`. The server holds back what it sends to
+a resuming connection while the store is asked (see `engine.recovery.adapter`).
 """
 
 from __future__ import annotations
@@ -76,8 +76,19 @@ class Fence:
 
 @dataclass(frozen=True, slots=True)
 class Restored:
+    """A taken session and the events it missed.
+
+    :param through: the history's head when `missed` was read (None: empty); events after it
+        may still be owed (`RecoveryStore.after`) when the store awaited in between.
+    """
+
     session: Session
     missed: tuple[Stored, ...]
+    through: str | None = None
+
+
+class RecoveryUnavailable(Exception):
+    """The store could not answer (a networked store is unreachable)."""
 
 
 class RecoveryStore(Protocol):
@@ -122,6 +133,13 @@ class RecoveryStore(Protocol):
         (expired, unknown, offset trimmed): recovery is all or nothing."""
         ...
 
+    async def after(
+        self, namespace: str, offset: str | None, rooms: frozenset[str]
+    ) -> list[Stored] | None:
+        """Events after `offset` (None: from the start of an empty history) that a connection
+        in `rooms` was a recipient of; None when any of them is no longer kept."""
+        ...
+
     async def discard(self, namespace: str, pid: str) -> None:
         """Forget a session (it was taken over or refused)."""
         ...
@@ -135,4 +153,8 @@ class RecoveryStore(Protocol):
 
     def usage(self, namespace: str) -> tuple[int, int, int]:
         """(events, payload bytes, sessions) kept for `namespace` (best effort, for metrics)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (`engine.serve` calls it at shutdown)."""
         ...

@@ -33,6 +33,13 @@ async def test_restore_is_all_or_nothing_and_once() -> None:
     assert [s.args for s in restored.missed] == [(2,), (3,)]  # not room b
     again = await store.restore("/", "pid", offsets[0], Fence(None, NOBODY), OPTIONS, 10)
     assert again is None  # a session is taken once
+    assert restored.through == offsets[-1]
+    later = await fill(store, ["b", "a"])
+    assert await store.after("/", restored.through, frozenset({"a"})) == [
+        s for s in await store.since("/", None, offsets[-1], 10) or [] if s.offset == later[1]
+    ]
+    await fill(store, ["a"] * 5)
+    assert await store.after("/", restored.through, frozenset({"a"})) is None  # trimmed
 
 
 async def test_trimmed_history_or_expiry_means_no_recovery() -> None:
