@@ -1,15 +1,18 @@
 // One official socket.io-client session, driven by a JSON scenario (argv[2]); prints one JSON
 // line per thing the client observes. Used by tests/integration/test_js_client.py.
 //
-// scenario: {url, namespace?, options?, steps?: [{emit, args?, ack?}], await_disconnect?}
+// scenario: {url, namespace?, options?, steps?: [{emit, args?, ack?}], await_disconnect?,
+//            timeout_ms?, print_events?}
 // output:   {"type":"connect"} | {"type":"connect_error", message, data, description, body}
 //           | {"type":"ack", event, args} | {"type":"error", args} | {"type":"disconnect", reason}
+//           | {"type":"event", event, args} (with print_events: any other server event)
 //           | {"type":"done"}
 import { io } from "socket.io-client";
 
 const scenario = JSON.parse(process.argv[2]);
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const TIMEOUT_MS = 5000;
+const DISCONNECT_WAIT_MS = scenario.timeout_ms ?? TIMEOUT_MS;
 
 const socket = io(scenario.url + (scenario.namespace ?? "/"), {
   reconnection: false,
@@ -33,6 +36,11 @@ const nextError = () => errors.length > 0
     const timer = setTimeout(() => reject(new Error("no error event")), TIMEOUT_MS);
     waiting.push((args) => { clearTimeout(timer); resolve(args); });
   });
+if (scenario.print_events) {
+  socket.onAny((event, ...args) => {
+    if (event !== "error") print({ type: "event", event, args });
+  });
+}
 socket.on("disconnect", (reason) => {
   print({ type: "disconnect", reason });
   process.exit(0);
@@ -67,7 +75,7 @@ socket.on("connect", async () => {
   }
   if (scenario.await_disconnect) {
     // the server is expected to close the session: the `disconnect` listener exits
-    setTimeout(() => { print({ type: "timeout" }); process.exit(1); }, TIMEOUT_MS);
+    setTimeout(() => { print({ type: "timeout" }); process.exit(1); }, DISCONNECT_WAIT_MS);
     return;
   }
   print({ type: "done" });
