@@ -19,6 +19,8 @@ import anyio
 import pytest
 import socketio
 
+from engine.profile.build import load_profile
+from engine.publish import AsyncBrokerPublisher, BrokerPublisher, Publisher, PublishError, connect
 from tests.conftest import PYTHON, serving, subprocess_env
 from tests.integration.js_session import js_session, needs_node
 from tests.integration.test_recovery_redis import PROFILE, cluster, cut, joined, numbers
@@ -139,3 +141,26 @@ async def test_a_client_cut_during_a_worker_publish_recovers_it_on_the_other_nod
         assert numbers(client.seen) == [0, 1, 2, 3]  # the missed ones, in order, once
         replayed = [line["args"][-1] for line in client.seen if line.get("event") == "tick"]
         assert replayed[1:] == [answer["offset"] for answer in report["answers"]]
+
+
+async def test_connect_picks_http_without_a_broker_and_redis_down_is_an_error(
+    write_profile: Callable[..., Path],
+) -> None:
+    plain = write_profile(
+        '[engine]\nname = "p"\nenvironment = "development"\n'
+        '[server]\nhost = "0.0.0.0"\nport = 8123\n'
+        '[namespaces."/"]\n[publish]\ntoken = "publish-token-0123456789"\n',
+        "plain.toml",
+    )
+    publisher = connect(plain)
+    assert isinstance(publisher, Publisher)
+    assert publisher.url == "http://127.0.0.1:8123"
+    assert publisher.token == "publish-token-0123456789"
+
+    down = RedisServer(Path("."))  # a free port nobody listens on
+    profile = load_profile(write_profile(PROFILE), {"REDIS_URL": down.url})
+    assert isinstance(connect(profile), BrokerPublisher)
+    async with AsyncBrokerPublisher(profile) as broker:
+        with pytest.raises(PublishError) as refused:
+            await broker.emit("tick", {"n": 1}, room="feed:1")
+    assert (refused.value.status, refused.value.code) == (503, "unavailable")
