@@ -14,6 +14,10 @@
 
 `GET /engine/api/history?namespace=/&room=...&since=<offset>&limit=...` returns the recoverable
 events after `since` (410 when `since` is no longer kept: resynchronise from scratch).
+
+Clients for any process: `connect(profile)` gives a `BrokerPublisher` (through the Redis broker,
+recovery offsets included; `AsyncBrokerPublisher` inside an event loop) with ``[cluster] adapter
+= "redis"``, else a `Publisher` (the HTTP API).
 """
 
 from __future__ import annotations
