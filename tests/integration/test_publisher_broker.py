@@ -70,10 +70,17 @@ class Member:
     def __init__(self) -> None:
         self.client = socketio.AsyncClient(reconnection=False)
         self.ticks: list[list[Any]] = []
+        self.changed = anyio.Event()
         self.client.on("tick", self._tick)
 
     async def _tick(self, *args: Any) -> None:
         self.ticks.append(list(args))
+        self.changed.set()
+
+    async def arrived(self, count: int) -> None:
+        while len(self.ticks) < count:
+            self.changed = anyio.Event()
+            await self.changed.wait()
 
     async def join(self, url: str) -> None:
         await self.client.connect(url, auth={"token": "alice-token-0001"}, transports=["websocket"])
@@ -96,11 +103,12 @@ async def test_a_worker_reaches_both_nodes_once_with_offsets(
             )
             report = await publish(path, redis_server, [1, 2])
             offsets = [answer["offset"] for answer in report["answers"]]
-            assert all(isinstance(o, str) for o in offsets) and offsets[0] < offsets[1]
+            assert all(isinstance(o, str) for o in offsets)
+            assert int(offsets[0].rpartition("-")[2]) < int(offsets[1].rpartition("-")[2])
             assert all(a["nodes"] >= 2 and a["recipients"] is None for a in report["answers"])
             with anyio.fail_after(5):
-                while not all(len(m.ticks) >= 2 for m in members):
-                    await anyio.sleep(0.02)
+                for member in members:
+                    await member.arrived(2)
             await anyio.sleep(0.3)  # and nothing more
             for member in members:
                 assert member.ticks == [[{"n": 1}, offsets[0]], [{"n": 2}, offsets[1]]]
