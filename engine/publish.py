@@ -14,28 +14,41 @@
 
 `GET /engine/api/history?namespace=/&room=...&since=<offset>&limit=...` returns the recoverable
 events after `since` (410 when `since` is no longer kept: resynchronise from scratch).
+
+Clients for any process: `connect(profile)` gives a `BrokerPublisher` (through the Redis broker,
+recovery offsets included; `AsyncBrokerPublisher` inside an event loop) with ``[cluster] adapter
+= "redis"``, else a `Publisher` (the HTTP API).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jsonschema
 
+from engine.cluster.options import ClusterOptions
 from engine.monitoring.sinks.prometheus import bearer_ok
+from engine.profile.model import Profile
 from engine.progress import TooManyTasks
 from engine.refusal import Refusal
 from engine.transport.http import Request, Response
 
 if TYPE_CHECKING:
     from engine.app import Engine
+
+_log = logging.getLogger("engine.publish")
+_T = TypeVar("_T")
 
 PUBLISH_PATH = "/engine/api/publish"
 HISTORY_PATH = "/engine/api/history"
@@ -256,7 +269,9 @@ def _count(sio: Any, namespace: str, to: Any) -> int:
 
 
 class PublishError(Exception):
-    """The publish API refused a request: `status`, `code` and `message` say why."""
+    """A publish was refused or failed: `status`, `code` and `message` say why (the HTTP
+    API's status and error code; the broker path uses the same codes, plus 501
+    `not_supported` (`Unsupported`) and 503 `unavailable` when Redis does not answer)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -268,8 +283,9 @@ class PublishError(Exception):
 class Publisher:
     """Publish to a running engine from any process (workers, cron jobs): blocking, stdlib only.
 
-    Through the HTTP publish API today; a profile with a Redis broker will be published to
-    through the broker with the same methods.
+    Through the HTTP publish API. `connect(profile)` picks the path from the profile: this
+    class without a broker, `BrokerPublisher` (same methods) with ``[cluster] adapter =
+    "redis"``.
 
     Example usage::
 
@@ -353,3 +369,291 @@ class Publisher:
             "GET", HISTORY_PATH + "?" + urllib.parse.urlencode(query)
         )
         return answer
+
+
+# -- through the broker ---------------------------------------------------------------------
+
+
+class Unsupported(PublishError):
+    """What the broker path cannot do without a node's state (`user`/`role` targets, progress
+    operations without an HTTP fallback, idempotency keys)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(501, "not_supported", message)
+
+
+class AsyncBrokerPublisher:
+    """Publish to a cluster through its Redis broker, from a process that is not a node.
+
+    python-socketio's write-only `AsyncRedisManager` on the profile's ``[cluster] channel``
+    (same URL, password and ``redis_options`` as the nodes' broker, and its publishing client),
+    so every node delivers the event to its own members. For a namespace with
+    ``[namespaces."<ns>".recovery]`` the event is first appended to the Redis history, and its
+    offset travels as the last argument, as a node's `emit_recorded` does: clients recover it
+    like any other event. Redis clients connect on first use; `aclose()` (or ``async with``)
+    closes them.
+
+    Targets: the whole namespace, or `room` (a sid is a room). `user` and `role` need the
+    nodes' connection state and are refused (`Unsupported`), as are idempotency keys; progress
+    operations go through `http` (a `Publisher`) when given, else are refused.
+
+    :param profile: the engine's profile (``[cluster] adapter = "redis"``).
+    :param http: the HTTP client for progress operations, optional.
+    """
+
+    def __init__(self, profile: Profile, *, http: Publisher | None = None) -> None:
+        if profile.cluster.adapter != "redis" or profile.cluster.url is None:
+            raise ValueError('a broker publisher needs [cluster] adapter = "redis"')
+        self.profile = profile
+        self.http = http
+        self._manager: Any = None
+        self._store: Any = None
+
+    async def __aenter__(self) -> AsyncBrokerPublisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _manager_for(self) -> Any:
+        if self._manager is None:
+            self._manager = _write_only_manager(self.profile.cluster)
+        return self._manager
+
+    def _store_for(self) -> Any:
+        if self._store is None:
+            from engine.recovery.redis import RedisRecoveryStore
+
+            self._store = RedisRecoveryStore.from_options(self.profile.cluster)
+        return self._store
+
+    async def aclose(self) -> None:
+        manager, store, self._manager, self._store = self._manager, self._store, None, None
+        if manager is not None:
+            await manager.aclose()
+        if store is not None:
+            await store.aclose()
+
+    def _namespace(self, namespace: str) -> Any:
+        spec = self.profile.namespaces.get(namespace)
+        if spec is None:
+            raise PublishError(404, "invalid_namespace", f"namespace {namespace!r} is not served")
+        return spec
+
+    async def emit(
+        self,
+        event: str,
+        *args: Any,
+        namespace: str = "/",
+        room: str | None = None,
+        user: str | None = None,
+        role: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Emit `event` with `args` to `room` (or the whole namespace); `{"ok", "offset",
+        "recipients": None, "nodes"}`: `nodes` is how many processes subscribe to the channel
+        (connections are counted by the nodes, not here)."""
+        if user is not None or role is not None:
+            raise Unsupported(
+                "`user` and `role` targets need the nodes' connections: use the HTTP API "
+                "(Publisher), or a room every such connection joins (e.g. auto_join)"
+            )
+        if idempotency_key is not None:
+            raise Unsupported("idempotency keys are kept by the HTTP API only")
+        body: dict[str, Any] = {"event": event, "args": list(args), "namespace": namespace}
+        if room is not None:
+            body["room"] = room
+        problem = body_problem(body)
+        if problem is not None:
+            raise PublishError(422, "invalid_payload", problem)
+        spec = self._namespace(namespace)
+        from engine.recovery import RecoveryUnavailable
+        from engine.recovery.adapter import targets
+
+        offset: str | None = None
+        if spec.recovery is not None:
+            try:
+                offset = await self._store_for().append(
+                    namespace, event, args, targets(room), frozenset(), spec.recovery, 0.0
+                )
+            except RecoveryUnavailable as exc:
+                # as a node does: sent live without an offset, the gap is marked by the next
+                # append; a Redis that cannot append will not publish either (raised below)
+                _log.warning("recovery store: %s not kept (%s)", event, exc)
+        data = (*args, offset) if offset is not None else tuple(args)
+        manager = self._manager_for()
+        try:
+            await manager.emit(event, data, namespace=namespace, room=room)
+        except Exception as exc:
+            raise PublishError(503, "unavailable", f"cannot publish to Redis ({exc})") from exc
+        return {"ok": True, "offset": offset, "recipients": None, "nodes": manager.subscribers}
+
+    async def history(
+        self, *, namespace: str = "/", room: str | None = None, since: str | None = None
+    ) -> dict[str, Any]:
+        """`GET /engine/api/history`'s answer, read from the Redis history directly."""
+        spec = self._namespace(namespace)
+        if spec.recovery is None:
+            raise PublishError(
+                404, "not_found", f"namespace {namespace!r} keeps no history (no recovery)"
+            )
+        from engine.recovery import RecoveryUnavailable
+
+        limit = self.profile.publish.max_history_events
+        try:
+            found = await self._store_for().since(namespace, room, since, limit)
+        except RecoveryUnavailable as exc:
+            raise PublishError(503, "unavailable", str(exc)) from exc
+        if found is None:
+            raise PublishError(410, "gone", "`since` is no longer kept: the history moved past it")
+        events = [{"offset": e.offset, "event": e.event, "args": list(e.args)} for e in found]
+        return {
+            "events": events,
+            "last_offset": events[-1]["offset"] if events else since,
+            "more": len(events) >= limit,
+        }
+
+    def _http(self) -> Publisher:
+        if self.http is None:
+            raise Unsupported(
+                "progress operations need the task state a node keeps: give the publisher the "
+                "HTTP API (connect(profile, url=...) with a [publish] token)"
+            )
+        return self.http
+
+    async def progress(self, task_id: str, **fields: Any) -> dict[str, Any]:
+        http = self._http()
+        return await asyncio.to_thread(http.progress, task_id, **fields)
+
+    async def complete(self, task_id: str, result: Any = None) -> dict[str, Any]:
+        return await self.progress(task_id, status="completed", result=result)
+
+    async def fail(self, task_id: str, error: Any = None) -> dict[str, Any]:
+        return await self.progress(task_id, status="failed", error=error)
+
+
+class BrokerPublisher:
+    """`AsyncBrokerPublisher` for synchronous code (a cron job, a worker): each call runs in
+    its own `asyncio.run` with fresh Redis connections, closed before it returns. Not for a
+    thread that already runs an event loop (use `AsyncBrokerPublisher` there). Same methods
+    and refusals as `AsyncBrokerPublisher`, same shape as `Publisher`."""
+
+    def __init__(self, profile: Profile, *, http: Publisher | None = None) -> None:
+        AsyncBrokerPublisher(profile)  # checks the profile now, not at the first call
+        self.profile = profile
+        self.http = http
+
+    def _run(self, call: Callable[[AsyncBrokerPublisher], Awaitable[_T]]) -> _T:
+        async def once() -> _T:
+            async with AsyncBrokerPublisher(self.profile, http=self.http) as publisher:
+                return await call(publisher)
+
+        return asyncio.run(once())
+
+    def emit(
+        self,
+        event: str,
+        *args: Any,
+        namespace: str = "/",
+        room: str | None = None,
+        user: str | None = None,
+        role: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        return self._run(
+            lambda p: p.emit(
+                event,
+                *args,
+                namespace=namespace,
+                room=room,
+                user=user,
+                role=role,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def history(
+        self, *, namespace: str = "/", room: str | None = None, since: str | None = None
+    ) -> dict[str, Any]:
+        return self._run(lambda p: p.history(namespace=namespace, room=room, since=since))
+
+    def progress(self, task_id: str, **fields: Any) -> dict[str, Any]:
+        if self.http is None:
+            AsyncBrokerPublisher(self.profile)._http()  # raises Unsupported
+        assert self.http is not None
+        return self.http.progress(task_id, **fields)
+
+    def complete(self, task_id: str, result: Any = None) -> dict[str, Any]:
+        return self.progress(task_id, status="completed", result=result)
+
+    def fail(self, task_id: str, error: Any = None) -> dict[str, Any]:
+        return self.progress(task_id, status="failed", error=error)
+
+
+def _write_only_manager(cluster: ClusterOptions) -> Any:
+    """python-socketio's write-only `AsyncRedisManager` on the cluster's channel, publishing
+    with the broker's client (bounded timeouts, Sentinel-aware); a failed publish raises
+    instead of being logged and dropped, and `subscribers` is PUBLISH's answer."""
+    import socketio
+
+    from engine.cluster.broker import publisher_options, redis_client
+
+    class WriteOnly(socketio.AsyncRedisManager):  # type: ignore[misc]
+        subscribers: int | None = None
+
+        async def _publish(self, data: Any) -> None:
+            self.subscribers = int(await self.client.publish(self.channel, self.json.dumps(data)))
+
+        async def aclose(self) -> None:
+            await self.client.aclose()
+
+    assert cluster.url is not None
+    manager = WriteOnly(
+        url=cluster.url,
+        channel=cluster.channel,
+        write_only=True,
+        redis_options=cluster.connection_options(),
+        logger=_log,
+    )
+    manager.client = redis_client(
+        cluster.url, cluster.channel, publisher_options(manager.redis_options)
+    )
+    return manager
+
+
+def connect(
+    profile: Profile | str | os.PathLike[str],
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    timeout_seconds: float = 10.0,
+) -> Publisher | BrokerPublisher:
+    """The publisher for `profile` (a path, loaded with `environ` or the process's
+    environment, or a loaded `Profile`): a `BrokerPublisher` with ``[cluster] adapter =
+    "redis"`` (progress operations through `url` when given), else a `Publisher` on `url`
+    (default: the profile's ``[server]`` address, loopback for a wildcard host).
+
+    :param token: the publish token; default ``[publish] token``.
+    """
+    if isinstance(profile, Profile):
+        loaded = profile
+    else:
+        from engine.profile.build import load_profile
+
+        loaded = load_profile(Path(profile), environ)
+    token = token if token is not None else loaded.publish.token
+    if loaded.cluster.adapter == "redis":
+        http = Publisher(url, token, timeout_seconds=timeout_seconds) if url and token else None
+        return BrokerPublisher(loaded, http=http)
+    if token is None:
+        raise ValueError("the profile has no [publish] token: its publish API is off")
+    return Publisher(url or _server_url(loaded), token, timeout_seconds=timeout_seconds)
+
+
+def _server_url(profile: Profile) -> str:
+    server = profile.server
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(server.host, server.host)
+    host = f"[{host}]" if ":" in host else host
+    scheme = "https" if server.tls_cert_file is not None else "http"
+    return f"{scheme}://{host}:{server.port}"

@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,8 @@ __all__ = [
     "build_client_manager",
     "check_library",
     "probe_channel",
+    "publisher_options",
+    "redis_client",
 ]
 
 log = logging.getLogger("engine.cluster")
@@ -160,6 +162,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
 
 
+def redis_client(url: str, channel: str, options: dict[str, Any]) -> Any:
+    """A `redis.asyncio` client for `url` with `options`, Sentinel-aware as python-socketio
+    (``redis+sentinel://``: the master of the URL's service, else of `channel`)."""
+    if aioredis is None:  # pragma: no cover
+        raise RuntimeError('adapter "redis" needs the redis package (engine[redis])')
+    if url.startswith(("redis+sentinel://", "valkey+sentinel://")):
+        from socketio.redis_manager import parse_redis_sentinel_url
+
+        sentinels, service, connection = parse_redis_sentinel_url(url)
+        sentinel = aioredis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinels, **{**options, **connection}
+        )
+        return sentinel.master_for(service or channel)
+    return aioredis.Redis.from_url(url, **options)
+
+
+def publisher_options(redis_options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options of a publishing client: `redis_options` (with the password) plus bounded
+    connect and publish timeouts and one immediate retry (a stale pooled socket)."""
+    options = dict(redis_options)
+    options.setdefault("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS)
+    options.setdefault("socket_timeout", DEFAULT_PUBLISH_TIMEOUT_SECONDS)
+    options["retry"] = Retry(NoBackoff(), 1)
+    return options
+
+
 class ListenerStale(Exception):
     """Own probes stopped coming back although they were published: reconnect."""
 
@@ -209,22 +237,10 @@ class RedisBroker(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     def _client(self, options: dict[str, Any]) -> Any:
         """A Redis client for the URL (Sentinel-aware) with `options`."""
-        if self.redis_url.startswith(("redis+sentinel://", "valkey+sentinel://")):
-            from socketio.redis_manager import parse_redis_sentinel_url
-
-            sentinels, service, connection = parse_redis_sentinel_url(self.redis_url)
-            sentinel = aioredis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-                sentinels, **{**options, **connection}
-            )
-            return sentinel.master_for(service or self.channel)
-        return aioredis.Redis.from_url(self.redis_url, **options)
+        return redis_client(self.redis_url, self.channel, options)
 
     def publisher_options(self) -> dict[str, Any]:
-        options = dict(self.redis_options)
-        options.setdefault("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS)
-        options.setdefault("socket_timeout", DEFAULT_PUBLISH_TIMEOUT_SECONDS)
-        options["retry"] = Retry(NoBackoff(), 1)  # one immediate retry: a stale pooled socket
-        return options
+        return publisher_options(self.redis_options)
 
     def listener_options(self) -> dict[str, Any]:
         options = dict(self.redis_options)
