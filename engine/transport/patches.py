@@ -3,8 +3,9 @@
 Installed once per process by `install()`, which first checks that each patched library has
 the shape the patches were written against (the versions in `constraints.txt`): an upgrade
 that moves a class or a method fails loudly at start, not silently at run time. The patches
-capture no profile: what they need per engine (WebSocket compression) they read from
-`hardening.WEBSOCKET`, which the engine sets from its profile.
+capture no profile: what they need per engine they read from module-level state the engine
+sets: WebSocket compression from `hardening.WEBSOCKET` (the profile), the bans to refuse at
+accept from `hardening.ACCEPT` (the guard's view).
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ import inspect
 from importlib.metadata import version
 from typing import Any
 
+from hypercorn.asyncio import tcp_server
 from hypercorn.protocol import ws_stream
 
 from engine.transport.fastpath import install_socket
-from engine.transport.hardening import ByteCountingBuffer, accept_without_deflate
+from engine.transport.hardening import (
+    ByteCountingBuffer,
+    accept_without_deflate,
+    refuse_at_accept,
+)
 from engine.transport.protocol import check_engineio
 
 SUPPORTED = {"hypercorn": ("0.17", "0.18"), "python-engineio": ("4.",), "wsproto": ("1.",)}
@@ -42,6 +48,11 @@ def check_shapes() -> None:
     handshake = getattr(ws_stream, "Handshake", None)
     if not (inspect.isclass(handshake) and callable(getattr(handshake, "accept", None))):
         problems.append("hypercorn.protocol.ws_stream.Handshake.accept is gone")
+    server = getattr(tcp_server, "TCPServer", None)
+    if not (inspect.isclass(server) and inspect.iscoroutinefunction(getattr(server, "run", None))):
+        problems.append("hypercorn.asyncio.tcp_server.TCPServer.run is gone")
+    elif "writer" not in inspect.signature(server.__init__).parameters:
+        problems.append("hypercorn's TCPServer no longer takes the connection's writer")
     try:
         check_engineio()
     except RuntimeError as exc:
@@ -62,5 +73,6 @@ def install() -> None:
     ws_stream.WebsocketBuffer = ByteCountingBuffer  # type: ignore[misc]
     original: Any = ws_stream.Handshake.accept
     ws_stream.Handshake.accept = accept_without_deflate(original)  # type: ignore[method-assign]
+    tcp_server.TCPServer.run = refuse_at_accept(tcp_server.TCPServer.run)  # type: ignore[method-assign]
     install_socket()
     _installed = True
