@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import collections
 import gc
+import importlib.util
 import json
 import os
 import runpy
@@ -111,6 +112,8 @@ def main() -> None:
         install_tables(os.environ["BENCH_TABLES"])
     sys.argv = [target, *rest]
     if kind == "--module":
+        spec = importlib.util.find_spec(target.partition(".")[0])
+        print(f"bench.launch: {target} from {spec.origin if spec else '?'}", file=sys.stderr)
         runpy.run_module(target, run_name="__main__", alter_sys=True)
     else:
         sys.path.insert(0, os.path.dirname(os.path.abspath(target)))

@@ -180,16 +180,8 @@ def _py() -> str:
 
 def _launch(kind: str, what: str, *args: str) -> Callable[[int], list[str]]:
     """The server under bench.launch (GC pause log, table sizes), otherwise unchanged."""
-    return lambda port: [
-        _py(),
-        "-m",
-        "bench.launch",
-        kind,
-        what,
-        *args,
-        "--bind",
-        f"127.0.0.1:{port}",
-    ]
+    launcher = str(BENCH / "launch.py")  # by path: a BENCH_ROOT checkout may predate it
+    return lambda port: [_py(), launcher, kind, what, *args, "--bind", f"127.0.0.1:{port}"]
 
 
 JWT_AUTH = {"jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-", "roles": ["user"]}}

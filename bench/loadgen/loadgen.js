@@ -455,15 +455,27 @@ async function phases(names, run) {
   return out;
 }
 
-async function scenarioF() {
-  const setup = await connectPool(cfg.victimClients, cfg.setupConcurrency, (i) => ({ localAddress: victimAddress(i) }));
-  const clients = setup.clients;
-  if (clients.length < cfg.victimClients) return { error: `victim: ${clients.length} of ${cfg.victimClients} connected: ${JSON.stringify(setup.failures)}` };
-  const victim = openLoop(clients, cfg.victimRate);
-  const counters = { attempts: 0, refused_http: 0, refused_reset: 0, accepted: 0, other: 0, status: {} };
-  const run = async (name) => {
-    if (name !== 'flood') return null;
-    let running = true; let inFlight = 0; const t0 = nowMs(); let started = 0;
+// The attackers run in a child process (same CPU): their work (handshakes, 10 MiB frames) must
+// not block the event loop that timestamps the victim's acks.
+function attacker(extra, counters) {
+  const { fork } = require('child_process');
+  const child = fork(__filename, [JSON.stringify(Object.assign({}, cfg, extra, { scenario: 'attacker' }))], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  child.on('message', (m) => { if (m && m.counters) Object.assign(counters, m.counters); });
+  return Promise.resolve(async () => {
+    await new Promise((resolve) => { child.once('exit', resolve); child.send('stop'); setTimeout(() => child.kill(), 10000); });
+  });
+}
+
+async function attackerMain() {
+  let running = true;
+  const counters = cfg.attack === 'flood'
+    ? { attempts: 0, refused_http: 0, refused_reset: 0, accepted: 0, other: 0, status: {} }
+    : { frames: 0, closed: 0, errors: 0, open_failures: 0 };
+  const report = () => process.send({ counters });
+  const reporter = setInterval(report, 100);
+  let loops = [];
+  if (cfg.attack === 'flood') {
+    let inFlight = 0; const t0 = nowMs(); let started = 0;
     const timer = setInterval(() => {
       const due = Math.floor(((nowMs() - t0) / 1000) * cfg.floodPerS);
       while (running && started < due && inFlight < cfg.floodMaxInFlight) {
@@ -477,10 +489,54 @@ async function scenarioF() {
           else counters.other++;
         });
       }
-      if (started < due) started = due; // over the in-flight cap: those attempts are skipped, not queued
+      if (started < due) started = due; // over the in-flight cap: skipped, not queued
     }, 2);
-    return async () => { running = false; clearInterval(timer); const d = nowMs() + 5000; while (inFlight > 0 && nowMs() < d) await sleep(20); };
-  };
+    loops.push((async () => { while (running) await sleep(50); clearInterval(timer); const d = nowMs() + 5000; while (inFlight > 0 && nowMs() < d) await sleep(20); })());
+  } else {
+    const WebSocket = require('ws');
+    // one text frame, built once; a zero mask key lets ws send the buffer as it is (no copy,
+    // no XOR): the attacker's CPU goes to the socket, not to masking
+    const frame = Buffer.from('42["echo","' + 'x'.repeat(Math.max(0, cfg.frameBytes - 12)) + '"]');
+    const url = `ws://${cfg.host}:${cfg.port}${cfg.path}?EIO=4&transport=websocket`;
+    for (let k = 0; k < cfg.senders; k++) {
+      const addr = `127.0.0.${3 + k}`;
+      loops.push((async () => {
+        while (running) {
+          const t = nowMs();
+          await new Promise((resolve) => {
+            const ws = new WebSocket(url, { perMessageDeflate: false, localAddress: addr, generateMask: (m) => m.fill(0) });
+            let sent = false;
+            const to = setTimeout(() => { ws.terminate(); resolve(); }, 5000);
+            ws.on('message', (d) => {
+              if (!sent && String(d).charCodeAt(0) === 48) { sent = true; counters.frames++; ws.send(frame, { binary: false }, () => {}); }
+            });
+            ws.on('unexpected-response', (req) => { counters.open_failures++; req.destroy(); clearTimeout(to); resolve(); });
+            ws.on('error', () => { counters.errors++; });
+            ws.on('close', () => { counters.closed++; clearTimeout(to); resolve(); });
+          });
+          const wait = 1000 / cfg.framesPerSPerSender - (nowMs() - t);
+          if (wait > 0) await sleep(wait);
+        }
+      })());
+    }
+  }
+  process.on('message', async (m) => {
+    if (m !== 'stop') return;
+    running = false;
+    await Promise.all(loops);
+    clearInterval(reporter);
+    report();
+    process.exit(0);
+  });
+}
+
+async function scenarioF() {
+  const setup = await connectPool(cfg.victimClients, cfg.setupConcurrency, (i) => ({ localAddress: victimAddress(i) }));
+  const clients = setup.clients;
+  if (clients.length < cfg.victimClients) return { error: `victim: ${clients.length} of ${cfg.victimClients} connected: ${JSON.stringify(setup.failures)}` };
+  const victim = openLoop(clients, cfg.victimRate);
+  const counters = { attempts: 0, refused_http: 0, refused_reset: 0, accepted: 0, other: 0, status: {} };
+  const run = async (name) => (name === 'flood' ? attacker({ attack: 'flood' }, counters) : null);
   run.victim = victim; run.counters = counters;
   const res = await phases(['quiet', 'flood'], run);
   victim.stop();
@@ -502,38 +558,10 @@ async function scenarioG() {
   const clients = setup.clients;
   if (clients.length < cfg.victimClients) return { error: `victim: ${clients.length} of ${cfg.victimClients} connected: ${JSON.stringify(setup.failures)}` };
   const victim = openLoop(clients, cfg.victimRate);
-  const WebSocket = require('ws');
   const counters = { frames: 0, closed: 0, errors: 0, open_failures: 0 };
   const frames = {};
-  for (const b of cfg.frameBytes) frames[`frames_${b}`] = '42["echo","' + 'x'.repeat(Math.max(0, b - 12)) + '"]';
-  const url = `ws://${cfg.host}:${cfg.port}${cfg.path}?EIO=4&transport=websocket`;
-  const run = async (name) => {
-    const frame = frames[name];
-    if (!frame) return null;
-    let running = true; const loops = [];
-    for (let k = 0; k < cfg.senders; k++) {
-      const addr = `127.0.0.${3 + k}`;
-      loops.push((async () => {
-        while (running) {
-          const t = nowMs();
-          await new Promise((resolve) => {
-            const ws = new WebSocket(url, { perMessageDeflate: false, localAddress: addr });
-            let sent = false;
-            const to = setTimeout(() => { ws.terminate(); resolve(); }, 5000);
-            ws.on('message', (d) => {
-              if (!sent && String(d).charCodeAt(0) === 48) { sent = true; counters.frames++; ws.send(frame, () => {}); }
-            });
-            ws.on('unexpected-response', (req) => { counters.open_failures++; req.destroy(); clearTimeout(to); resolve(); });
-            ws.on('error', () => { counters.errors++; });
-            ws.on('close', () => { counters.closed++; clearTimeout(to); resolve(); });
-          });
-          const wait = 1000 / cfg.framesPerSPerSender - (nowMs() - t);
-          if (wait > 0) await sleep(wait);
-        }
-      })());
-    }
-    return async () => { running = false; await Promise.all(loops); };
-  };
+  for (const b of cfg.frameBytes) frames[`frames_${b}`] = b;
+  const run = async (name) => (frames[name] ? attacker({ attack: 'frames', frameBytes: frames[name] }, counters) : null);
   run.victim = victim; run.counters = counters;
   const names = ['quiet', ...Object.keys(frames)];
   const res = await phases(names, run);
@@ -609,6 +637,7 @@ async function scenarioS() {
 const SCENARIOS = { a: scenarioA, b: scenarioB, c: scenarioC, d: scenarioD, e: scenarioE, f: scenarioF, g: scenarioG, s: scenarioS };
 
 (async () => {
+  if (cfg.scenario === 'attacker') { await attackerMain(); return; }
   const fn = SCENARIOS[cfg.scenario];
   if (!fn) { log('unknown scenario', cfg.scenario); process.exit(2); }
   const c0 = process.cpuUsage(); const t0 = nowMs();
