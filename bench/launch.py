@@ -102,12 +102,38 @@ def install_tables(path: str) -> None:
     signal.signal(signal.SIGUSR2, dump)
 
 
+def install_tracemalloc(path: str) -> None:
+    """SIGUSR1: the allocations grown since the previous SIGUSR1, by line (for profiling)."""
+    import tracemalloc
+
+    tracemalloc.start(1)
+    previous: list[Any] = [None]
+
+    def dump(signum: int, frame: Any) -> None:
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        if previous[0] is not None:
+            stats = snap.compare_to(previous[0], "lineno")
+            with open(path, "a") as f:
+                total = sum(s.size_diff for s in stats)
+                count = sum(s.count_diff for s in stats)
+                f.write(f"== total {total / 1024:.0f} KiB in {count} blocks\n")
+                for s in stats[:400]:
+                    f.write(f"{s.size_diff / 1024:10.1f} KiB {s.count_diff:8d}  {s.traceback}\n")
+        previous[0] = snap
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] not in ("--module", "--script"):
         raise SystemExit(__doc__)
     kind, target, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     if os.environ.get("BENCH_GC_LOG"):
         install_gc_log(os.environ["BENCH_GC_LOG"])
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        install_tracemalloc(os.environ["BENCH_TRACEMALLOC"])
     if os.environ.get("BENCH_TABLES"):
         install_tables(os.environ["BENCH_TABLES"])
     sys.argv = [target, *rest]

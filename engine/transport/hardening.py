@@ -191,13 +191,11 @@ def handshake_gate(
         ):
             await app(scope, receive, send)
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if "sid" not in query:
-            headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-            }
-            client = scope.get("client") or ("", 0)
-            refusal = await guard.admit_handshake(guard.client_ip(str(client[0]), headers))
+        # the query and headers are parsed in helpers whose frames end here: this coroutine
+        # lives as long as the connection, and must not keep them
+        eio_sid = _session_id(scope)
+        if eio_sid is None:
+            refusal = await _admit(guard, scope)
             if refusal is not None:
                 await _refuse(scope, send, refusal)
                 return
@@ -205,11 +203,26 @@ def handshake_gate(
             await _limited_body(app, scope, receive, send, max_body_bytes, guard, close_session)
             return
         if scope["type"] == "websocket":
-            await _checked_websocket(app, scope, receive, send, guard, query.get("sid", [""])[0])
+            await _checked_websocket(app, scope, receive, send, guard, eio_sid or "")
             return
         await app(scope, receive, send)
 
     return gate
+
+
+def _session_id(scope: Scope) -> str | None:
+    """The `sid` query parameter (None: a new Engine.IO handshake)."""
+    query = scope.get("query_string", b"")
+    if b"sid=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("sid")
+    return values[0] if values else None
+
+
+async def _admit(guard: Guard, scope: Scope) -> Refusal | None:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    client = scope.get("client") or ("", 0)
+    return await guard.admit_handshake(guard.client_ip(str(client[0]), headers))
 
 
 def _malformed(guard: Guard, eio_sid: str, problem: str) -> None:
