@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Any
 
 
 class LeanQueue:
-    __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
+    __slots__ = ("_getters", "_items", "_joiners", "_unfinished", "notify")
 
     def __init__(self) -> None:
+        # called after each put: a WebSocket session starts its writer on demand with it
+        self.notify: Callable[[], None] | None = None
         self._items: collections.deque[Any] | None = None
         self._getters: collections.deque[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
@@ -39,7 +42,10 @@ class LeanQueue:
             self._items = collections.deque()
         self._items.append(item)
         self._unfinished += 1
-        self._wake_getter()
+        if self._getters:
+            self._wake_getter()
+        if self.notify is not None:
+            self.notify()
 
     async def put(self, item: Any) -> None:
         self.put_nowait(item)
