@@ -4,9 +4,10 @@ An `asyncio.Queue` allocates three deques and an `asyncio.Event` (a fourth) when
 about 2.5 KiB, held by every connection for its whole life although the queue is empty nearly
 all the time. This queue has the subset of the `asyncio.Queue` API python-engineio's sessions
 use (`put`, `put_nowait`, `get`, `get_nowait`, `task_done`, `join`, `qsize`, `empty`), with
-the same semantics (FIFO, unbounded, FIFO wake-up of waiting getters, a cancelled getter
-passes its wake-up on, `join` until every item is marked done), and allocates its deque and its
-waiter lists only when they are needed.
+the same semantics (FIFO, optionally bounded, FIFO wake-up of waiting getters and putters, a
+cancelled waiter passes its wake-up on, `join` until every item is marked done), and allocates
+its deque and its waiter lists only when they are needed. hypercorn's per-connection ASGI
+receive queue is one too (`engine.transport.patches`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 
 
 class LeanQueue:
-    __slots__ = ("_getters", "_items", "_joiners", "_unfinished", "notify")
+    __slots__ = ("_getters", "_items", "_joiners", "_putters", "_unfinished", "maxsize", "notify")
 
-    def __init__(self) -> None:
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = maxsize  # 0: unbounded; otherwise `put` waits while the queue is full
+        self._putters: list[asyncio.Future[None]] | None = None
         # called after each put: a WebSocket session starts its writer on demand with it
         self.notify: Callable[[], None] | None = None
         self._items: collections.deque[Any] | None = None
-        self._getters: collections.deque[asyncio.Future[None]] | None = None
+        self._getters: list[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
 
@@ -35,9 +38,11 @@ class LeanQueue:
         return not self._items
 
     def full(self) -> bool:
-        return False
+        return 0 < self.maxsize <= self.qsize()
 
     def put_nowait(self, item: Any) -> None:
+        if self.maxsize and self.full():
+            raise asyncio.QueueFull
         if self._items is None:
             self._items = collections.deque()
         self._items.append(item)
@@ -48,17 +53,36 @@ class LeanQueue:
             self.notify()
 
     async def put(self, item: Any) -> None:
+        while self.maxsize and self.full():
+            if self._putters is None:
+                self._putters = []
+            putter = asyncio.get_running_loop().create_future()
+            self._putters.append(putter)
+            try:
+                await putter
+            except BaseException:
+                putter.cancel()
+                if self._putters is not None and putter in self._putters:
+                    self._putters.remove(putter)
+                if not self.full() and not putter.cancelled():
+                    self._wake(self._putters)
+                raise
         self.put_nowait(item)
 
     def get_nowait(self) -> Any:
         if not self._items:
             raise asyncio.QueueEmpty
-        return self._items.popleft()
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None  # an idle connection holds no deque (~600 bytes)
+        if self._putters:
+            self._wake(self._putters)
+        return item
 
     async def get(self) -> Any:
         while not self._items:
             if self._getters is None:
-                self._getters = collections.deque()
+                self._getters = []
             getter = asyncio.get_running_loop().create_future()
             self._getters.append(getter)
             try:
@@ -71,25 +95,24 @@ class LeanQueue:
                 if self._items and not getter.cancelled():
                     self._wake_getter()
                 raise
-        return self._items.popleft()
+        return self.get_nowait()
 
     def _wake_getter(self) -> None:
-        getters = self._getters
-        while getters:
-            getter = getters.popleft()
-            if not getter.done():
-                getter.set_result(None)
+        self._wake(self._getters)
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]] | None) -> None:
+        while waiters:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
                 break
-        if getters is not None and not getters:
-            self._getters = None
 
     def task_done(self) -> None:
         if self._unfinished <= 0:
             raise ValueError("task_done() called too many times")
         self._unfinished -= 1
         if self._unfinished == 0:
-            if self._items is not None and not self._items:
-                self._items = None  # an idle connection holds no deque
             joiners, self._joiners = self._joiners, None
             for joiner in joiners or ():
                 if not joiner.done():

