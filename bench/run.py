@@ -394,6 +394,9 @@ class Server:
         self.target = target
         self.port = free_port()
         self.argv = target.argv(self.port)
+        if "BENCH_PROFILE" in target.env and "--profile" in self.argv:
+            # a --variant with another profile (e.g. one extending the target's with one knob)
+            self.argv[self.argv.index("--profile") + 1] = target.env["BENCH_PROFILE"]
         self.log_path = logdir / f"{target.name}-{self.port}.log"
         self.gc_path = logdir / f"gc-{target.name}-{self.port}.log"
         self.tables_path = logdir / f"tables-{target.name}-{self.port}.json"
@@ -605,6 +608,8 @@ def run_once(
     if not all(k in marks for k in gc_window):
         gc_window = ("start", "end")
     pauses = server.gc_pauses(marks[gc_window[0]]["t"], marks[gc_window[1]]["t"])
+    # the whole run too: set-up and the clients' mass disconnect at the end
+    run_pauses = server.gc_pauses(marks["start"]["t"], marks["end"]["t"])
     run: dict[str, Any] = {
         "target": target.name,
         "scenario": scenario,
@@ -621,6 +626,11 @@ def run_once(
     window = ("window_start", "window_end")
     if not all(k in marks for k in window):
         window = ("rss_before", "rss_after")
+    if not all(k in marks for k in window):
+        starts = [k for k in marks if k.startswith("phase_start:")]
+        ends = [k for k in marks if k.startswith("phase_end:")]
+        if starts and ends:
+            window = (starts[0], ends[-1])  # f, g: from the first phase to the last
     interference: dict[str, float | None] = {}
     if all(k in marks for k in window):
         w0, w1 = marks[window[0]], marks[window[1]]
@@ -647,6 +657,8 @@ def run_once(
             "by_generation": {g: sum(1 for p in pauses if p[2] == g) for g in (0, 1, 2)},
             "max_ms": ms[-1] if ms else 0.0,
             "over_1ms": sum(1 for m in ms if m > 1.0),
+            "run_max_ms": max((p[1] for p in run_pauses), default=0.0),
+            "run_over_5ms": sum(1 for p in run_pauses if p[1] > 5.0),
         }
     # Phases (f, g): server CPU per phase; per refusal / per frame from the difference to quiet
     phases: dict[str, dict[str, Any]] = {}

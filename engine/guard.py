@@ -181,7 +181,21 @@ class Guard:
         user: str | None = None,
         reason: str = "",
     ) -> None:
-        """One structured security event: monitor stream plus one JSON log line."""
+        """One structured security event: monitor stream plus one JSON log line.
+
+        A flood must not become a log flood: per (kind, ip), 5 events at once, then 1 a second
+        reach the streams (monitor sinks, dashboard, the `engine.security` log); the rest are
+        counted (metrics stay exact) and the next event that passes carries
+        `suppressed_before`.
+        """
+        self.monitor.policy_decision(policy, "deny")
+        key = f"{kind}|{ip}"
+        if not self.log_budget.take(key, self.clock()).allowed:
+            if len(self.log_suppressed) >= 10_000:
+                self.log_suppressed.clear()  # counts are a courtesy; memory is not
+            self.log_suppressed[key] = self.log_suppressed.get(key, 0) + 1
+            self.monitor.security_event_suppressed(kind)
+            return
         event: dict[str, object] = {
             "type": kind,
             "namespace": namespace,
@@ -192,17 +206,10 @@ class Guard:
             "code": refusal.code if refusal else None,
             "reason": reason or (refusal.message if refusal else ""),
         }
-        self.monitor.policy_decision(policy, "deny")
-        self.monitor.security_event(event)
-        key = f"{kind}|{ip}"
-        if not self.log_budget.take(key, self.clock()).allowed:
-            if len(self.log_suppressed) >= 10_000:
-                self.log_suppressed.clear()  # counts are a courtesy; memory is not
-            self.log_suppressed[key] = self.log_suppressed.get(key, 0) + 1
-            return
         suppressed = self.log_suppressed.pop(key, 0)
         if suppressed:
             event["suppressed_before"] = suppressed
+        self.monitor.security_event(event)
         security_log.warning(json.dumps(event, sort_keys=True, default=str))
 
     # -- the chain ---------------------------------------------------------------------------

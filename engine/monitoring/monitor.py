@@ -563,6 +563,14 @@ class Monitor:
             self._count("engine_security_events_total", (("type", label),))
 
     @_never_raises()
+    def security_event_suppressed(self, kind: str) -> None:
+        """A security event the flood budget kept out of the streams: counted only."""
+        label = self._types(kind)
+        self._child(self._m_security, label).inc()
+        if self._aggregate:
+            self._count("engine_security_events_total", (("type", label),))
+
+    @_never_raises()
     def config_reloaded(
         self,
         result: str,
