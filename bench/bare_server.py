@@ -3,7 +3,7 @@
 ``AsyncServer(async_mode="asgi")`` + ``ASGIApp`` under hypercorn with default settings, with the
 same handlers as bench/echo.py, plus ``GET /readyz`` (200) for the harness's readiness wait.
 
-    python bench/bare_server.py --bind 127.0.0.1:PORT
+    python bench/bare_server.py --bind 127.0.0.1:PORT [--no-deflate]
 """
 
 from __future__ import annotations
@@ -68,6 +68,21 @@ async def readyz(scope: dict[str, Any], receive: Any, send: Any) -> None:
 app = socketio.ASGIApp(sio, other_asgi_app=readyz)
 
 
+def refuse_deflate() -> None:
+    """Accept no permessage-deflate offer: the same setting as the engine's
+    ``server.websocket_compression = false`` (hypercorn has no option for it, so this is the
+    one-line patch any python-socketio user on hypercorn would make)."""
+    from hypercorn.protocol import ws_stream
+
+    accept = ws_stream.Handshake.accept
+
+    def accept_without_deflate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.extensions = None
+        return accept(self, *args, **kwargs)
+
+    ws_stream.Handshake.accept = accept_without_deflate  # type: ignore[method-assign]
+
+
 async def main(bind: str) -> None:
     config = Config()  # hypercorn defaults
     config.bind = [bind]
@@ -81,4 +96,8 @@ async def main(bind: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", default="127.0.0.1:8000")
-    asyncio.run(main(parser.parse_args().bind))
+    parser.add_argument("--no-deflate", action="store_true", help="refuse permessage-deflate")
+    args = parser.parse_args()
+    if args.no_deflate:
+        refuse_deflate()
+    asyncio.run(main(args.bind))

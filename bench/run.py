@@ -94,7 +94,70 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "quick": {"clients": 200, "rounds": 5, "warmupRounds": 1, "roundGapMs": 100},
         "better": {},
     },
+    "f": {
+        "title": "connect flood of {floodPerS}/s from {floodAddress} (production limits) while "
+        "{victimClients} victims send {victimRate} msg/s; {phaseS} s quiet, {phaseS} s flood",
+        "full": {
+            "victimClients": 200,
+            "victimRate": 5,
+            "floodPerS": 650,
+            "floodAddress": "127.0.0.2",
+            "phaseS": 15,
+        },
+        "quick": {
+            "victimClients": 50,
+            "victimRate": 5,
+            "floodPerS": 300,
+            "floodAddress": "127.0.0.2",
+            "phaseS": 3,
+        },
+        "better": {"refusals_per_s": "higher"},
+        "production_limits": True,
+    },
+    "g": {
+        "title": "{senders} senders of oversize frames {frameBytes} B, "
+        "{framesPerSPerSender}/s each (production limits) while {victimClients} victims send "
+        "{victimRate} msg/s; {phaseS} s per phase",
+        "full": {
+            "victimClients": 200,
+            "victimRate": 5,
+            "senders": 4,
+            "frameBytes": [1048576, 10485760],
+            "framesPerSPerSender": 4,
+            "phaseS": 15,
+        },
+        "quick": {
+            "victimClients": 50,
+            "victimRate": 5,
+            "senders": 2,
+            "frameBytes": [1048576],
+            "framesPerSPerSender": 2,
+            "phaseS": 3,
+        },
+        "better": {},
+        "production_limits": True,
+    },
+    "s": {
+        "title": "soak: {steadyClients} clients x {ratePerClient} msg/s plus {churnPerS} "
+        "connects/s of churn, {durationS} s",
+        "full": {
+            "steadyClients": 2000,
+            "ratePerClient": 1,
+            "churnPerS": 50,
+            "durationS": 600,
+            "sampleEveryS": 30,
+        },
+        "quick": {
+            "steadyClients": 200,
+            "ratePerClient": 1,
+            "churnPerS": 10,
+            "durationS": 20,
+            "sampleEveryS": 5,
+        },
+        "better": {},
+    },
 }
+DEFAULT_SCENARIOS = "a,b,c,d,e,f,g"  # s (the soak, 10 min) only with --soak or --scenarios s
 # a figure not listed in "better" is lower-is-better (latencies, memory, failures)
 
 # ---------------------------------------------------------------------------------------------
@@ -110,45 +173,49 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1  # worker processes ([server] workers): readiness waits for each one
     every_cpu: bool = False  # the server may run on every CPU (workers), not only the first
+    # runs only the scenarios against production limits (f, g), and only those run on it
+    production_limits: bool = False
 
 
 def _py() -> str:
     return sys.executable
 
 
+def _launch(kind: str, what: str, *args: str) -> Callable[[int], list[str]]:
+    """The server under bench.launch (GC pause log, table sizes), otherwise unchanged."""
+    launcher = str(BENCH / "launch.py")  # by path: a BENCH_ROOT checkout may predate it
+    return lambda port: [_py(), launcher, kind, what, *args, "--bind", f"127.0.0.1:{port}"]
+
+
+JWT_AUTH = {"jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-", "roles": ["user"]}}
+
 TARGETS: dict[str, Target] = {
-    "bare": Target(
-        "bare", lambda port: [_py(), str(BENCH / "bare_server.py"), "--bind", f"127.0.0.1:{port}"]
+    # python-socketio + hypercorn defaults: permessage-deflate accepted when offered
+    "bare": Target("bare", _launch("--script", "bench/bare_server.py")),
+    # the same with permessage-deflate refused, as the engine's profiles do: the like-for-like
+    # baseline of the ratios
+    "bare-nodeflate": Target(
+        "bare-nodeflate", _launch("--script", "bench/bare_server.py", "--no-deflate")
     ),
     "engine-dev": Target(
         "engine-dev",
         # profiles/development.toml + the bench echo handler and room "all" (it has no handler)
-        lambda port: [
-            _py(),
-            "-m",
-            "engine",
-            "--profile",
-            "bench/profiles/development-bench.toml",
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
+        _launch("--module", "engine", "--profile", "bench/profiles/development-bench.toml"),
     ),
     "engine-prod": Target(
         "engine-prod",
-        lambda port: [
-            _py(),
-            "-m",
-            "engine",
-            "--profile",
-            "bench/profiles/production-bench.toml",
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        auth={
-            "jwt": {"secret_env": "ENGINE_JWT_SECRET", "sub_prefix": "bench-", "roles": ["user"]}
-        },
+        _launch("--module", "engine", "--profile", "bench/profiles/production-bench.toml"),
+        auth=JWT_AUTH,
+    ),
+    # profiles/production.toml's own limits (the refusal scenarios f and g)
+    "engine-prod-limits": Target(
+        "engine-prod-limits",
+        _launch("--module", "engine", "--profile", "bench/profiles/production-limits.toml"),
+        auth=JWT_AUTH,
+        production_limits=True,
     ),
 }
+BASELINES = ("bare-nodeflate", "bare")
 
 
 def _workers_target(workers: int) -> Target:
@@ -372,13 +439,24 @@ class Server:
         # several workers also listen on port + 1 .. port + workers: all of them must be free
         self.port = free_port(target.workers + 1 if target.workers > 1 else 1)
         self.argv = target.argv(self.port)
+        if "BENCH_PROFILE" in target.env and "--profile" in self.argv:
+            # a --variant with another profile (e.g. one extending the target's with one knob)
+            self.argv[self.argv.index("--profile") + 1] = target.env["BENCH_PROFILE"]
         self.log_path = logdir / f"{target.name}-{self.port}.log"
+        self.gc_path = logdir / f"gc-{target.name}-{self.port}.log"
+        self.tables_path = logdir / f"tables-{target.name}-{self.port}.json"
         self._log = self.log_path.open("wb")
+        probes = {"BENCH_GC_LOG": str(self.gc_path), "BENCH_TABLES": str(self.tables_path)}
+        # BENCH_ROOT (a --variant setting): run another checkout's engine, e.g. the commit before
+        root = target.env.get("BENCH_ROOT", str(ROOT))
+        full_env = {**env, **probes, **target.env}
+        if "BENCH_ROOT" in target.env:
+            full_env["PYTHONPATH"] = os.pathsep.join([root, str(ROOT)])
         try:
             self.proc = subprocess.Popen(
                 self.argv,
-                cwd=ROOT,
-                env={**env, **target.env},
+                cwd=root,
+                env=full_env,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
@@ -428,6 +506,31 @@ class Server:
             f"    command: {' '.join(self.argv)}\n{self.log_tail()}"
         )
 
+    def tables(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """Per-client table sizes of the server process (bench.launch, SIGUSR2)."""
+        before = self.tables_path.stat().st_mtime_ns if self.tables_path.exists() else 0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.tables_path.exists() and self.tables_path.stat().st_mtime_ns != before:
+                with contextlib.suppress(ValueError, OSError):
+                    return dict(json.loads(self.tables_path.read_text())["tables"])
+            time.sleep(0.05)
+        return None
+
+    def gc_pauses(self, t0: float, t1: float) -> list[tuple[float, float, int]]:
+        """(end time, pause ms, generation) of the collections between t0 and t1."""
+        out = []
+        with contextlib.suppress(OSError):
+            for line in self.gc_path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 3:
+                    t, ms, gen = float(parts[0]), float(parts[1]), int(parts[2])
+                    if t0 <= t <= t1:
+                        out.append((t, ms, gen))
+        return out
+
     def stop(self) -> int | None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -460,10 +563,15 @@ def loadgen_timeout(params: dict[str, Any]) -> float:
     return float(t)
 
 
+TABLE_MARKS = ("soak_baseline", "soak_end", "soak_after_leave")
+
+
 def run_loadgen(
-    config: dict[str, Any], cpus: set[int] | None, server_pid: int, logdir: Path, tag: str
-) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    marks: dict[str, dict[str, float]] = {"start": sample(server_pid)}
+    config: dict[str, Any], cpus: set[int] | None, server: Server, logdir: Path, tag: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    server_pid = server.proc.pid
+    marks: dict[str, Any] = {"start": sample(server_pid)}
+    curve: list[dict[str, Any]] = []
     err_path = logdir / f"loadgen-{tag}.log"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
@@ -489,6 +597,10 @@ def run_loadgen(
                 if msg.get("type") == "mark":
                     s = sample(server_pid)
                     s.update({k: v for k, v in msg.items() if k not in ("type", "name", "wait")})
+                    if msg["name"] in TABLE_MARKS:
+                        s["tables"] = server.tables()
+                    if msg["name"] == "soak_sample":
+                        curve.append(s)
                     marks[msg["name"]] = s
                     if msg.get("wait"):
                         proc.stdin.write("ok\n")
@@ -503,6 +615,7 @@ def run_loadgen(
                     with contextlib.suppress(OSError):
                         pipe.close()
     marks["end"] = sample(server_pid)
+    marks["curve"] = curve
     if result is None:
         tail = err_path.read_text(errors="replace")[-2000:]
         result = {"error": f"load generator gave no result (exit {proc.returncode})\n{tail}"}
@@ -540,11 +653,17 @@ def run_once(
             **params,
         }
         result, marks = run_loadgen(
-            config, loadgen_cpus, server.proc.pid, logdir, f"{target.name}-{scenario}-{rep}"
+            config, loadgen_cpus, server, logdir, f"{target.name}-{scenario}-{rep}"
         )
         alive = server.proc.poll() is None
     finally:
         rc = server.stop()
+    gc_window = ("window_start", "window_end")
+    if not all(k in marks for k in gc_window):
+        gc_window = ("start", "end")
+    pauses = server.gc_pauses(marks[gc_window[0]]["t"], marks[gc_window[1]]["t"])
+    # the whole run too: set-up and the clients' mass disconnect at the end
+    run_pauses = server.gc_pauses(marks["start"]["t"], marks["end"]["t"])
     run: dict[str, Any] = {
         "target": target.name,
         "scenario": scenario,
@@ -561,6 +680,11 @@ def run_once(
     window = ("window_start", "window_end")
     if not all(k in marks for k in window):
         window = ("rss_before", "rss_after")
+    if not all(k in marks for k in window):
+        starts = [k for k in marks if k.startswith("phase_start:")]
+        ends = [k for k in marks if k.startswith("phase_end:")]
+        if starts and ends:
+            window = (starts[0], ends[-1])  # f, g: from the first phase to the last
     interference: dict[str, float | None] = {}
     if all(k in marks for k in window):
         w0, w1 = marks[window[0]], marks[window[1]]
@@ -576,6 +700,81 @@ def run_once(
         srv.update({"rss_before_kb": before, "rss_after_kb": after, "open_at_sample": open_conns})
         figures["rss_per_conn_kb"] = (after - before) / open_conns if open_conns else None
         figures["rss_after_mb"] = after / 1024
+    # Collector pauses in the window (gc.callbacks in the server process, bench.launch)
+    if server.gc_path.exists():
+        ms = sorted(p[1] for p in pauses)
+        figures["gc_max_ms"] = ms[-1] if ms else 0.0
+        figures["gc_pauses_over_5ms"] = sum(1 for m in ms if m > 5.0)
+        srv["gc"] = {
+            "collections": len(ms),
+            "total_ms": round(sum(ms), 3),
+            "by_generation": {g: sum(1 for p in pauses if p[2] == g) for g in (0, 1, 2)},
+            "max_ms": ms[-1] if ms else 0.0,
+            "over_1ms": sum(1 for m in ms if m > 1.0),
+            "run_max_ms": max((p[1] for p in run_pauses), default=0.0),
+            "run_over_5ms": sum(1 for p in run_pauses if p[1] > 5.0),
+        }
+    # Phases (f, g): server CPU per phase; per refusal / per frame from the difference to quiet
+    phases: dict[str, dict[str, Any]] = {}
+    for name, m0 in marks.items():
+        if name.startswith("phase_start:") and f"phase_end:{name[12:]}" in marks:
+            m1 = marks[f"phase_end:{name[12:]}"]
+            wall = max(1e-9, m1["t"] - m0["t"])
+            c1, c0 = m1.get("counters") or {}, m1.get("counters0") or {}
+            delta = {k: c1[k] - c0.get(k, 0) for k in c1 if isinstance(c1[k], (int, float))}
+            phases[name[12:]] = {
+                "cpu_fraction": (m1["cpu_s"] - m0["cpu_s"]) / wall,
+                "wall_s": wall,
+                "counters": delta,
+                "gc_max_ms": max((p[1] for p in server.gc_pauses(m0["t"], m1["t"])), default=0.0),
+            }
+    if phases:
+        srv["phases"] = phases
+        quiet = phases.get("quiet", {}).get("cpu_fraction")
+        for name, ph in phases.items():
+            figures[f"cpu_{name}"] = ph["cpu_fraction"]
+            c = ph["counters"]
+            if name == "flood":
+                refusals = c.get("refused_http", 0) + c.get("refused_reset", 0)
+                figures["refusals_per_s"] = refusals / ph["wall_s"]
+                figures["accepted_in_flood"] = c.get("accepted", 0)
+                if refusals and quiet is not None:
+                    figures["cpu_ms_per_refusal"] = (
+                        (ph["cpu_fraction"] - quiet) * ph["wall_s"] * 1000 / refusals
+                    )
+            if name.startswith("frames_") and c.get("frames") and quiet is not None:
+                mb = round(int(name[7:]) / 1048576)
+                figures[f"{mb}MiB_frames_per_s"] = c["frames"] / ph["wall_s"]
+                figures[f"{mb}MiB_cpu_ms_per_frame"] = (
+                    (ph["cpu_fraction"] - quiet) * ph["wall_s"] * 1000 / c["frames"]
+                )
+    # Soak (s): the RSS curve and the per-client tables before, at the end, after the clients
+    if marks.get("curve"):
+        first = marks.get("soak_first_minute") or marks["curve"][0]
+        end = marks.get("soak_end") or marks["curve"][-1]
+        srv["soak_curve"] = [
+            {"t_s": m.get("t_s"), "rss_mb": round(m["rss_kb"] / 1024, 1), "open": m.get("open")}
+            for m in marks["curve"]
+        ]
+        figures["rss_first_sample_mb"] = first["rss_kb"] / 1024
+        figures["rss_end_mb"] = end["rss_kb"] / 1024
+        figures["rss_growth_pct"] = 100.0 * (end["rss_kb"] - first["rss_kb"]) / first["rss_kb"]
+        if "soak_after_leave" in marks:
+            figures["rss_after_leave_mb"] = marks["soak_after_leave"]["rss_kb"] / 1024
+        base_t = (marks.get("soak_baseline") or {}).get("tables") or {}
+        after_t = (marks.get("soak_after_leave") or {}).get("tables") or {}
+        grown: dict[str, int] = {}
+        base_flat = {f"{o.split('@')[0]}.{k}": v for o, f in base_t.items() for k, v in f.items()}
+        for o, f in after_t.items():
+            for k, v in f.items():
+                key = f"{o.split('@')[0]}.{k}"
+                if v > base_flat.get(key, 0):
+                    grown[key] = v - base_flat.get(key, 0)
+        srv["tables_baseline"] = base_t
+        srv["tables_end"] = (marks.get("soak_end") or {}).get("tables")
+        srv["tables_after_leave"] = after_t
+        srv["tables_grown"] = grown
+        figures["tables_grown"] = len(grown)
     # Throughput per second of server CPU: robust to other processes stealing the server's core.
     busy = srv.get("cpu_fraction")
     for rate, per_cpu in (
@@ -634,7 +833,10 @@ def _fmt(v: float | None) -> str:
 
 
 def summarize(
-    runs: list[dict[str, Any]], targets: list[str], scenarios: list[str], baseline: str = "bare"
+    runs: list[dict[str, Any]],
+    targets: list[str],
+    scenarios: list[str],
+    baselines: Sequence[str] = BASELINES,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for sc in scenarios:
@@ -670,19 +872,22 @@ def summarize(
                 "server_cpu_median": statistics.median(scpu) if scpu else None,
             }
         ratios: dict[str, Any] = {}
-        base = per_target.get(baseline, {}).get("figures", {})
-        for t in targets:
-            if t == baseline:
+        for baseline in baselines:
+            base = per_target.get(baseline, {}).get("figures", {})
+            if not base:
                 continue
-            mine = per_target[t]["figures"]
-            ratios[f"{t}/{baseline}"] = {
-                k: (
-                    mine[k]["median"] / base[k]["median"]
-                    if k in mine and k in base and base[k]["median"]
-                    else None
-                )
-                for k in names
-            }
+            for t in targets:
+                if t in baselines or not per_target[t]["runs"]:
+                    continue
+                mine = per_target[t]["figures"]
+                ratios[f"{t}/{baseline}"] = {
+                    k: (
+                        mine[k]["median"] / base[k]["median"]
+                        if k in mine and k in base and base[k]["median"]
+                        else None
+                    )
+                    for k in names
+                }
         summary[sc] = {
             "figures": names,
             "better": {k: SCENARIOS[sc]["better"].get(k, "lower") for k in names},
@@ -696,14 +901,13 @@ def render(
     summary: dict[str, Any],
     params: dict[str, dict[str, Any]],
     targets: list[str],
-    baseline: str = "bare",
 ) -> str:
     out: list[str] = []
     for sc, s in summary.items():
         out.append("")
         out.append(f"({sc}) " + SCENARIOS[sc]["title"].format(**params[sc]))
         cols = [t for t in targets if s["targets"][t]["runs"]]
-        ratio_cols = [f"{t}/{baseline}" for t in cols if t != baseline and baseline in cols]
+        ratio_cols = list(s["ratios"])
         header = ["figure", "better"] + [f"{t} median [min-max]" for t in cols] + ratio_cols
         rows = [header]
         for k in s["figures"]:
@@ -768,8 +972,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: short durations, fewer clients, 1 repetition",
     )
-    p.add_argument("--targets", default="bare,engine-dev,engine-prod")
-    p.add_argument("--scenarios", default="a,b,c,d,e")
+    # the workers scaling targets run only when named (--targets engine-w1,engine-w2)
+    default_targets = [name for name, target in TARGETS.items() if target.workers == 1]
+    p.add_argument("--targets", default=",".join(default_targets))
+    p.add_argument("--scenarios", default=None, help=f"default {DEFAULT_SCENARIOS}")
+    p.add_argument(
+        "--soak",
+        action="store_true",
+        help="the soak (scenario s, 10 min; with --quick 20 s) instead of the default scenarios",
+    )
     p.add_argument("--repeat", type=int, default=None, help="repetitions (default 3, --quick 1)")
     p.add_argument(
         "--set",
@@ -819,7 +1030,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             TARGETS[base], name=name, env={**TARGETS[base].env, **extra}
         )
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    scen_arg = args.scenarios or ("s" if args.soak else DEFAULT_SCENARIOS)
+    scenarios = [s.strip() for s in scen_arg.split(",") if s.strip()]
     for t in targets:
         if t not in TARGETS:
             print(f"unknown target {t!r}; known: {', '.join(TARGETS)}", file=sys.stderr)
@@ -835,7 +1047,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         key, _, value = item.partition("=")
         sc, _, name = key.partition(".")
         if sc not in params or not name or not value:
-            print(f"--set {item!r}: expected S.KEY=VALUE with S in a-e", file=sys.stderr)
+            print(f"--set {item!r}: expected S.KEY=VALUE with S in a-g or s", file=sys.stderr)
             return 2
         try:
             params[sc][name] = json.loads(value)
@@ -892,6 +1104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rep in range(1, repeat + 1):
             for t in targets:  # interleaved: A B C A B C ...
                 if t in unavailable:
+                    continue
+                # production limits refuse the bench load: those targets run f and g only
+                if TARGETS[t].production_limits != bool(SCENARIOS[sc].get("production_limits")):
                     continue
                 label = f"({sc}) rep {rep}/{repeat} {t}"
                 print(f"  {label} ...", end="", flush=True)

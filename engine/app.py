@@ -28,7 +28,7 @@ from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
 from engine.state import StateStore, build_store
-from engine.transport.hardening import WEBSOCKET, handshake_gate
+from engine.transport.hardening import ACCEPT, WEBSOCKET, handshake_gate
 from engine.transport.http import (
     ASGIApp,
     DashboardRoutes,
@@ -236,6 +236,7 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
     )
     install_patches()
     WEBSOCKET.compression = profile.server.websocket_compression
+    ACCEPT.bans = sio.guard.banned_peers
     engine.app = handshake_gate(
         socketio_app,
         sio.guard,

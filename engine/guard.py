@@ -11,6 +11,7 @@ bans in the `StateStore`, and hands a structured security event to the monitor a
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -60,6 +61,64 @@ class Member:
     counted: tuple[str, ...] = ()
 
 
+class BannedPeers:
+    """The IP bans this process knows of, readable synchronously at TCP accept.
+
+    The transport (`engine.transport.patches`) closes a connection from an address in here
+    before hypercorn parses a byte of HTTP: a banned flood costs an accept and a close. Filled
+    when this guard issues an IP ban and when the ban policy refuses a handshake (a ban another
+    node issued through a shared store); an entry leaves at its expiry. Addresses of trusted
+    proxies are never added (a proxy speaks for many clients), and a runtime swap (reload)
+    empties the view: the next refused handshake refills it under the new policy.
+    """
+
+    __slots__ = ("clock", "max_entries", "ref", "refused", "runtime", "until")
+
+    def __init__(self, ref: RuntimeRef, clock: Callable[[], float], max_entries: int) -> None:
+        self.ref = ref
+        self.runtime = ref.runtime
+        self.clock = clock
+        self.max_entries = max_entries
+        self.until: dict[str, float] = {}
+        self.refused = 0
+
+    def add(self, ip: str, until: float) -> None:
+        if self.ref.runtime is not self.runtime:
+            self.until.clear()
+            self.runtime = self.ref.runtime
+        if len(self.until) >= self.max_entries and ip not in self.until:
+            now = self.clock()
+            for key in [k for k, t in self.until.items() if t <= now]:
+                del self.until[key]
+            if len(self.until) >= self.max_entries:
+                return  # the handshake gate still refuses it, at a higher price
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return
+        if any(
+            address.version == net.version and address in net
+            for net in self.runtime.server.trusted_proxies
+        ):
+            return
+        self.until[ip] = max(until, self.until.get(ip, 0.0))
+
+    def refuses(self, ip: str) -> bool:
+        """True if `ip` is banned now (the caller closes the connection)."""
+        until = self.until.get(ip)
+        if until is None:
+            return False
+        if self.ref.runtime is not self.runtime:
+            self.until.clear()
+            self.runtime = self.ref.runtime
+            return False
+        if self.clock() >= until:
+            del self.until[ip]
+            return False
+        self.refused += 1
+        return True
+
+
 def environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
     return {
         key[5:].replace("_", "-").lower(): str(value)
@@ -101,6 +160,7 @@ class Guard:
         self.peers: dict[str, Peer] = {}
         self.members: dict[tuple[str, str], Member] = {}
         self.on_ban: Callable[[str], None] = lambda eio_sid: None
+        self.banned_peers = BannedPeers(ref, clock, max_entries=keys)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -121,7 +181,21 @@ class Guard:
         user: str | None = None,
         reason: str = "",
     ) -> None:
-        """One structured security event: monitor stream plus one JSON log line."""
+        """One structured security event: monitor stream plus one JSON log line.
+
+        A flood must not become a log flood: per (kind, ip), 5 events at once, then 1 a second
+        reach the streams (monitor sinks, dashboard, the `engine.security` log); the rest are
+        counted (metrics stay exact) and the next event that passes carries
+        `suppressed_before`.
+        """
+        self.monitor.policy_decision(policy, "deny")
+        key = f"{kind}|{ip}"
+        if not self.log_budget.take(key, self.clock()).allowed:
+            if len(self.log_suppressed) >= 10_000:
+                self.log_suppressed.clear()  # counts are a courtesy; memory is not
+            self.log_suppressed[key] = self.log_suppressed.get(key, 0) + 1
+            self.monitor.security_event_suppressed(kind)
+            return
         event: dict[str, object] = {
             "type": kind,
             "namespace": namespace,
@@ -132,17 +206,10 @@ class Guard:
             "code": refusal.code if refusal else None,
             "reason": reason or (refusal.message if refusal else ""),
         }
-        self.monitor.policy_decision(policy, "deny")
-        self.monitor.security_event(event)
-        key = f"{kind}|{ip}"
-        if not self.log_budget.take(key, self.clock()).allowed:
-            if len(self.log_suppressed) >= 10_000:
-                self.log_suppressed.clear()  # counts are a courtesy; memory is not
-            self.log_suppressed[key] = self.log_suppressed.get(key, 0) + 1
-            return
         suppressed = self.log_suppressed.pop(key, 0)
         if suppressed:
             event["suppressed_before"] = suppressed
+        self.monitor.security_event(event)
         security_log.warning(json.dumps(event, sort_keys=True, default=str))
 
     # -- the chain ---------------------------------------------------------------------------
@@ -179,6 +246,8 @@ class Guard:
             already = await self.store.banned([subject], now)
             verdict = await self.store.strike(subject, abuse, now, kind)
             if isinstance(verdict, Banned):
+                if subject == ip_subject(ip):
+                    self.banned_peers.add(ip, now + verdict.retry_after_seconds)
                 worst = Refusal(
                     "banned",
                     "temporarily banned after repeated violations",
@@ -235,6 +304,9 @@ class Guard:
         deny = await self.decide(self.runtime, request, now)
         if deny is None:
             return None
+        if deny.code == "banned" and deny.retry_after_seconds:
+            # the ban policy checks the IP only at this stage: the next attempt ends at accept
+            self.banned_peers.add(ip, now + deny.retry_after_seconds)
         refusal = await self._refuse(deny, request, "handshake_refused", now)
         self.monitor.connect_refused("/", refusal.code)
         return refusal

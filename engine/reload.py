@@ -46,6 +46,7 @@ RESTART_REQUIRED: tuple[KeyPath, ...] = (
     ("server", "listen_backlog"),
     ("server", "event_loop"),
     ("server", "gc_threshold_objects"),
+    ("server", "handler_mode"),
     ("server", "access_log"),
     ("server", "workers"),
     ("server", "tls_cert_file"),

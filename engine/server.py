@@ -99,6 +99,8 @@ class EngineServer(socketio.AsyncServer):  # type: ignore[misc]
             logger=False,
             engineio_logger=False,
             namespaces=list(profile.namespaces),
+            # inline: handlers run in the connection's receive loop, one event at a time
+            async_handlers=server.handler_mode == "task",
         )
         self.ref = ref
         self.monitor = monitor

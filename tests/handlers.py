@@ -58,3 +58,20 @@ class WatchedNamespace(socketio.AsyncNamespace):
 
     async def on_echo(self, sid: str, data: Any) -> Any:
         return data
+
+
+class OrderNamespace(socketio.AsyncNamespace):
+    """Records the order in which events start and finish; `hold` waits for `GATE`."""
+
+    GATE: Any = None  # an asyncio.Event the test sets
+    RECORD: list[tuple[str, str]] = []
+
+    async def on_hold(self, sid: str, data: Any = None) -> Any:
+        self.RECORD.append((sid, "hold:start"))
+        await self.GATE.wait()
+        self.RECORD.append((sid, "hold:end"))
+        return "held"
+
+    async def on_echo(self, sid: str, data: Any) -> Any:
+        self.RECORD.append((sid, "echo"))
+        return data

@@ -44,6 +44,25 @@ const DEFAULTS = {
   warmupRounds: 2,
   roundGapMs: 200,
   roundTimeoutMs: 10000,
+  // f, g, s: a victim load (open loop) while attackers run, each from its own loopback address
+  victimClients: 200,
+  victimRate: 5, // messages per second per victim client
+  victimPerAddress: 10, // victim clients per source address (127.0.1.x): under max_per_ip and the connect burst
+  phaseS: 15,
+  // f: connect flood
+  floodPerS: 650,
+  floodMaxInFlight: 400,
+  floodAddress: '127.0.0.2',
+  // g: oversize frames
+  senders: 4,
+  frameBytes: [1048576, 10485760],
+  framesPerSPerSender: 4, // under production's connects_per_ip (5/s): the frames, not bans, are measured
+  // s: soak
+  steadyClients: 2000,
+  churnPerS: 50,
+  churnHoldMs: 1000,
+  sampleEveryS: 30,
+  leaveWaitS: 5,
 };
 
 const cfg = Object.assign({}, DEFAULTS, JSON.parse(process.argv[2] || '{}'));
@@ -390,9 +409,235 @@ async function scenarioE() {
   };
 }
 
-const SCENARIOS = { a: scenarioA, b: scenarioB, c: scenarioC, d: scenarioD, e: scenarioE };
+// ---- victim load + attackers (f, g) and the soak (s) ----------------------------------------
+function victimAddress(i) { return `127.0.1.${1 + Math.floor(i / cfg.victimPerAddress)}`; }
+
+/** Open-loop echo load on `clients` at `rate` msg/s each; latencies go to `sink()` at send time. */
+function openLoop(clients, rate) {
+  const n = clients.length;
+  const st = { sink: null, sent: 0, acked: 0, outstanding: 0, lost: 0, stop: null };
+  const payload = payloadOf(cfg.payloadBytes);
+  const t0 = nowMs(); let seq = 0;
+  const timer = setInterval(() => {
+    const due = Math.floor(((nowMs() - t0) / 1000) * n * rate);
+    while (seq < due) {
+      const c = clients[seq % n];
+      seq++;
+      if (c.closed) continue;
+      const sink = st.sink; const ts = nowMs();
+      st.sent++; st.outstanding++;
+      c.emit('echo', payload, () => { st.outstanding--; st.acked++; if (sink) sink.push(nowMs() - ts); });
+    }
+  }, 2);
+  st.stop = () => clearInterval(timer);
+  return st;
+}
+
+async function phases(names, run) {
+  // run(name) starts the phase's attackers and returns a stop function (or null)
+  const out = {};
+  for (const name of names) {
+    const lat = new Samples(); const cpu = new CpuWindow();
+    const stop = await run(name, lat);
+    await sleep(1000); // settle
+    run.victim.sink = lat;
+    cpu.start(); await mark(`phase_start:${name}`, false);
+    const counters0 = run.counters ? JSON.parse(JSON.stringify(run.counters)) : null;
+    await sleep(cfg.phaseS * 1000);
+    await mark(`phase_end:${name}`, false, { counters: run.counters, counters0 });
+    run.victim.sink = null;
+    const cpuw = cpu.stop();
+    if (stop) await stop();
+    const l = lat.summary();
+    out[name] = { p50_ms: l.p50, p99_ms: l.p99, max_ms: l.max, acks: l.n, loadgen_cpu: cpuw };
+    await sleep(1000);
+  }
+  return out;
+}
+
+// The attackers run in a child process (same CPU): their work (handshakes, 10 MiB frames) must
+// not block the event loop that timestamps the victim's acks.
+function attacker(extra, counters) {
+  const { fork } = require('child_process');
+  const child = fork(__filename, [JSON.stringify(Object.assign({}, cfg, extra, { scenario: 'attacker' }))], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  child.on('message', (m) => { if (m && m.counters) Object.assign(counters, m.counters); });
+  return Promise.resolve(async () => {
+    await new Promise((resolve) => { child.once('exit', resolve); child.send('stop'); setTimeout(() => child.kill(), 10000); });
+  });
+}
+
+async function attackerMain() {
+  let running = true;
+  const counters = cfg.attack === 'flood'
+    ? { attempts: 0, refused_http: 0, refused_reset: 0, accepted: 0, other: 0, status: {} }
+    : { frames: 0, closed: 0, errors: 0, open_failures: 0 };
+  const report = () => process.send({ counters });
+  const reporter = setInterval(report, 100);
+  let loops = [];
+  if (cfg.attack === 'flood') {
+    let inFlight = 0; const t0 = nowMs(); let started = 0;
+    const timer = setInterval(() => {
+      const due = Math.floor(((nowMs() - t0) / 1000) * cfg.floodPerS);
+      while (running && started < due && inFlight < cfg.floodMaxInFlight) {
+        started++; inFlight++; counters.attempts++;
+        const c = makeClient(started, { localAddress: cfg.floodAddress, auth: null });
+        c.connect((err) => {
+          inFlight--;
+          if (!err) { counters.accepted++; c.terminate(); return; }
+          if (err.kind === 'http') { counters.refused_http++; counters.status[err.detail] = (counters.status[err.detail] || 0) + 1; }
+          else if (err.kind === 'reset' || err.kind === 'closed') counters.refused_reset++;
+          else counters.other++;
+        });
+      }
+      if (started < due) started = due; // over the in-flight cap: skipped, not queued
+    }, 2);
+    loops.push((async () => { while (running) await sleep(50); clearInterval(timer); const d = nowMs() + 5000; while (inFlight > 0 && nowMs() < d) await sleep(20); })());
+  } else {
+    const WebSocket = require('ws');
+    // one text frame, built once; a zero mask key lets ws send the buffer as it is (no copy,
+    // no XOR): the attacker's CPU goes to the socket, not to masking
+    const frame = Buffer.from('42["echo","' + 'x'.repeat(Math.max(0, cfg.frameBytes - 12)) + '"]');
+    const url = `ws://${cfg.host}:${cfg.port}${cfg.path}?EIO=4&transport=websocket`;
+    for (let k = 0; k < cfg.senders; k++) {
+      const addr = `127.0.0.${3 + k}`;
+      loops.push((async () => {
+        while (running) {
+          const t = nowMs();
+          await new Promise((resolve) => {
+            const ws = new WebSocket(url, { perMessageDeflate: false, localAddress: addr, generateMask: (m) => m.fill(0) });
+            let sent = false;
+            const to = setTimeout(() => { ws.terminate(); resolve(); }, 5000);
+            ws.on('message', (d) => {
+              if (!sent && String(d).charCodeAt(0) === 48) { sent = true; counters.frames++; ws.send(frame, { binary: false }, () => {}); }
+            });
+            ws.on('unexpected-response', (req) => { counters.open_failures++; req.destroy(); clearTimeout(to); resolve(); });
+            ws.on('error', () => { counters.errors++; });
+            ws.on('close', () => { counters.closed++; clearTimeout(to); resolve(); });
+          });
+          const wait = 1000 / cfg.framesPerSPerSender - (nowMs() - t);
+          if (wait > 0) await sleep(wait);
+        }
+      })());
+    }
+  }
+  process.on('message', async (m) => {
+    if (m !== 'stop') return;
+    running = false;
+    await Promise.all(loops);
+    clearInterval(reporter);
+    report();
+    process.exit(0);
+  });
+}
+
+async function scenarioF() {
+  const setup = await connectPool(cfg.victimClients, cfg.setupConcurrency, (i) => ({ localAddress: victimAddress(i) }));
+  const clients = setup.clients;
+  if (clients.length < cfg.victimClients) return { error: `victim: ${clients.length} of ${cfg.victimClients} connected: ${JSON.stringify(setup.failures)}` };
+  const victim = openLoop(clients, cfg.victimRate);
+  const counters = { attempts: 0, refused_http: 0, refused_reset: 0, accepted: 0, other: 0, status: {} };
+  const run = async (name) => (name === 'flood' ? attacker({ attack: 'flood' }, counters) : null);
+  run.victim = victim; run.counters = counters;
+  const res = await phases(['quiet', 'flood'], run);
+  victim.stop();
+  await sleep(500);
+  await closeAll(clients);
+  return {
+    figures: {
+      quiet_p50_ms: res.quiet.p50_ms, quiet_p99_ms: res.quiet.p99_ms,
+      flood_p50_ms: res.flood.p50_ms, flood_p99_ms: res.flood.p99_ms, flood_max_ms: res.flood.max_ms,
+      victim_lost: victim.outstanding,
+    },
+    detail: { phases: res, flood: counters, victim_sent: victim.sent, victim_acked: victim.acked, setup_failures: setup.failures },
+    loadgen_cpu: res.flood.loadgen_cpu,
+  };
+}
+
+async function scenarioG() {
+  const setup = await connectPool(cfg.victimClients, cfg.setupConcurrency, (i) => ({ localAddress: victimAddress(i) }));
+  const clients = setup.clients;
+  if (clients.length < cfg.victimClients) return { error: `victim: ${clients.length} of ${cfg.victimClients} connected: ${JSON.stringify(setup.failures)}` };
+  const victim = openLoop(clients, cfg.victimRate);
+  const counters = { frames: 0, closed: 0, errors: 0, open_failures: 0 };
+  const frames = {};
+  for (const b of cfg.frameBytes) frames[`frames_${b}`] = b;
+  const run = async (name) => (frames[name] ? attacker({ attack: 'frames', frameBytes: frames[name] }, counters) : null);
+  run.victim = victim; run.counters = counters;
+  const names = ['quiet', ...Object.keys(frames)];
+  const res = await phases(names, run);
+  victim.stop();
+  await sleep(500);
+  await closeAll(clients);
+  const figures = { quiet_p50_ms: res.quiet.p50_ms, quiet_p99_ms: res.quiet.p99_ms };
+  for (const name of Object.keys(frames)) {
+    const mb = Math.round(Number(name.split('_')[1]) / 1048576);
+    figures[`${mb}MiB_p50_ms`] = res[name].p50_ms;
+    figures[`${mb}MiB_p99_ms`] = res[name].p99_ms;
+  }
+  figures.victim_lost = victim.outstanding;
+  return { figures, detail: { phases: res, senders: counters, victim_sent: victim.sent, victim_acked: victim.acked }, loadgen_cpu: res[names[names.length - 1]].loadgen_cpu };
+}
+
+async function scenarioS() {
+  // soak: steadyClients at ratePerClient msg/s, plus churnPerS connections opened and closed
+  await mark('soak_baseline', true);
+  const setup = await connectPool(cfg.steadyClients, cfg.setupConcurrency);
+  const clients = setup.clients;
+  if (!clients.length) return { error: `no client connected: ${JSON.stringify(setup.failures)}` };
+  await mark('soak_start', true, { open: clients.length });
+  const victim = openLoop(clients, cfg.ratePerClient);
+  const lat = new Samples(); victim.sink = lat;
+  const churnFailures = newFailures(); let churned = 0; let idx = cfg.steadyClients; const churning = new Set();
+  const t0 = nowMs();
+  const churnTimer = setInterval(() => {
+    const due = Math.floor(((nowMs() - t0) / 1000) * cfg.churnPerS);
+    while (churned < due) {
+      churned++;
+      const c = makeClient(idx++);
+      churning.add(c);
+      c.connect((err) => {
+        if (err) { countFailure(churnFailures, err); churning.delete(c); return; }
+        setTimeout(() => { c.disconnect(); churning.delete(c); }, cfg.churnHoldMs);
+      });
+    }
+  }, 5);
+  const curve = [];
+  const cpu = new CpuWindow(); cpu.start();
+  const end = t0 + cfg.durationS * 1000;
+  let next = t0 + cfg.sampleEveryS * 1000; let first = true;
+  while (nowMs() < end) {
+    await sleep(Math.max(0, Math.min(next, end) - nowMs()));
+    const tS = Math.round((nowMs() - t0) / 1000);
+    const s = lat.summary();
+    await mark(`soak_sample`, true, { t_s: tS, open: clients.filter((c) => c.connected).length, p99_ms: s.p99 });
+    curve.push({ t_s: tS, p50_ms: s.p50, p99_ms: s.p99, max_ms: s.max, acks: s.n });
+    lat.n = 0;
+    if (first) { first = false; await mark('soak_first_minute', false); }
+    next += cfg.sampleEveryS * 1000;
+  }
+  clearInterval(churnTimer);
+  const cpuw = cpu.stop();
+  await mark('soak_end', true, { open: clients.filter((c) => c.connected).length });
+  victim.stop();
+  await sleep(cfg.ackTimeoutMs);
+  const lost = victim.outstanding;
+  await closeAll(clients);
+  for (const c of churning) c.terminate();
+  await sleep(cfg.leaveWaitS * 1000);
+  await mark('soak_after_leave', true, { open: 0 });
+  const failed = Object.keys(churnFailures).filter((k) => k !== 'examples').reduce((a, k) => a + churnFailures[k], 0);
+  const p99s = curve.map((c) => c.p99_ms).filter((v) => v !== null);
+  return {
+    figures: { churn_failures: failed, lost, worst_interval_p99_ms: p99s.length ? Math.max(...p99s) : null },
+    detail: { curve, churned, churn_failures: churnFailures, sent: victim.sent, acked: victim.acked, setup_failures: setup.failures },
+    loadgen_cpu: cpuw,
+  };
+}
+
+const SCENARIOS = { a: scenarioA, b: scenarioB, c: scenarioC, d: scenarioD, e: scenarioE, f: scenarioF, g: scenarioG, s: scenarioS };
 
 (async () => {
+  if (cfg.scenario === 'attacker') { await attackerMain(); return; }
   const fn = SCENARIOS[cfg.scenario];
   if (!fn) { log('unknown scenario', cfg.scenario); process.exit(2); }
   const c0 = process.cpuUsage(); const t0 = nowMs();

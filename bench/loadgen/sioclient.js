@@ -49,6 +49,7 @@ class SioClient {
    * @param {object|null} [o.auth] CONNECT payload, e.g. {token: "..."}; null sends a bare `40`
    * @param {number} [o.connectTimeoutMs]
    * @param {boolean} [o.deflate] offer permessage-deflate like socket.io-client (default true)
+   * @param {string} [o.localAddress] source address of the TCP connection (loopback aliases)
    * @param {(name: string, args: any[]) => void} [o.onEvent]
    * @param {(raw: string) => boolean} [o.onRawEvent] fast path: return true if handled
    */
@@ -87,6 +88,7 @@ class SioClient {
     const timer = setTimeout(() => finish(new ConnectError('timeout', 'connect timeout')),
       this.o.connectTimeoutMs || 10000);
     const wsOpts = this.o.deflate === false ? { perMessageDeflate: false } : { ...DEFAULT_WS_OPTIONS };
+    if (this.o.localAddress) wsOpts.localAddress = this.o.localAddress; // e.g. 127.0.0.2: one client IP per attacker
     let ws;
     try {
       ws = new WebSocket(buildUrl(this.o.host, this.o.port, this.o.path), wsOpts);

@@ -7,6 +7,7 @@ address is the client. An address written by an untrusted hop is never returned.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -30,6 +31,7 @@ def parse_trusted_proxies(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; asked at each handshake and each namespace CONNECT
 def _parse_address(value: str) -> IPAddress | None:
     """Parse ``1.2.3.4``, ``1.2.3.4:5678``, ``::1`` or ``[::1]:5678``; ``None`` if invalid."""
     text = value.strip().strip('"')

@@ -388,6 +388,14 @@ class Monitor:
             self._count("engine_security_events_total", (("type", label),))
 
     @_never_raises()
+    def security_event_suppressed(self, kind: str) -> None:
+        """A security event the flood budget kept out of the streams: counted only."""
+        label = self._types(kind)
+        self.metrics.child(self.metrics.security, label).inc()
+        if self._aggregate:
+            self._count("engine_security_events_total", (("type", label),))
+
+    @_never_raises()
     def config_reloaded(
         self,
         result: str,

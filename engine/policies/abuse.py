@@ -21,6 +21,7 @@ ban short; a strike already seen expired is not revived, though.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ __all__ = [
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every stage of every request asks (bans, strikes)
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         address = ipaddress.ip_address(text)
@@ -58,6 +60,7 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
     return address
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_subject(ip: str) -> str:
     """Subject for a client IP, canonicalised so one address cannot appear under many names."""
     address = _parse_ip(ip)

@@ -26,6 +26,7 @@ from engineio import exceptions, packet
 
 from engine.policies.payload import PayloadLimits, Violation
 from engine.policies.payload import prescan_packet as full_prescan_packet
+from engine.transport.lean import LeanQueue
 from engine.transport.protocol import ProtocolSocket, install_protocol
 
 DISABLED = frozenset(
@@ -182,44 +183,15 @@ class FastSocket(ProtocolSocket):
             self.upgraded = True
 
         queue = self.queue
-
-        async def writer() -> None:
-            deadline = _Deadline(timeout)
-            try:
-                while True:
-                    # engineio's poll(): wait up to `timeout` for a packet, then drain the queue
-                    deadline.start()
-                    try:
-                        first = await queue.get()
-                    except asyncio.CancelledError:
-                        deadline.timed_out()
-                        break
-                    finally:
-                        deadline.stop()
-                    queue.task_done()
-                    if first is None:
-                        break
-                    packets = [first]
-                    while True:
-                        try:
-                            pkt = queue.get_nowait()
-                        except asyncio.QueueEmpty:
-                            break
-                        queue.task_done()
-                        if pkt is None:
-                            queue.put_nowait(None)
-                            break
-                        packets.append(pkt)
-                    try:
-                        for pkt in packets:
-                            await ws.send(pkt.encode())
-                    except BaseException:
-                        break
-            finally:
-                deadline.close()
-            await ws.close()
-
-        writer_task = asyncio.ensure_future(writer())
+        writer_task: asyncio.Future[None] | None = None
+        if isinstance(queue, LeanQueue):
+            # no writer task while idle: one runs only while packets are queued
+            self._ws = ws
+            queue.notify = self._start_writer
+            if queue.qsize():
+                self._start_writer()
+        else:
+            writer_task = asyncio.ensure_future(self._writer_loop(ws, timeout))
 
         server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
@@ -255,9 +227,79 @@ class FastSocket(ProtocolSocket):
             deadline.close()
 
         await queue.put(None)  # unlock the writer task so it can exit
-        await writer_task
+        if writer_task is None:
+            writer_task = self._writing
+        if writer_task is not None:
+            await writer_task
         await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
         return None
+
+    _ws: Any = None
+    _writing: asyncio.Future[None] | None = None
+
+    def _start_writer(self) -> None:
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_queued())
+
+    async def _write_queued(self) -> None:
+        """Send what is queued, then end; `None` (or a failed send) closes the WebSocket."""
+        queue = self.queue
+        ws = self._ws
+        try:
+            while True:
+                try:
+                    pkt = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                queue.task_done()
+                if pkt is None:
+                    break
+                try:
+                    await ws.send(pkt.encode())
+                except BaseException:
+                    break
+            queue.notify = None  # as engineio's writer: nothing is sent after this
+            await ws.close()
+        finally:
+            self._writing = None
+
+    async def _writer_loop(self, ws: Any, idle_seconds: float) -> None:
+        """The writer task of an asyncio.Queue session (ENGINE_FASTPATH_DISABLE=queue)."""
+        queue = self.queue
+        deadline = _Deadline(idle_seconds)
+        try:
+            while True:
+                # engineio's poll(): wait up to `timeout` for a packet, then drain the queue
+                deadline.start()
+                try:
+                    first = await queue.get()
+                except asyncio.CancelledError:
+                    deadline.timed_out()
+                    break
+                finally:
+                    deadline.stop()
+                queue.task_done()
+                if first is None:
+                    break
+                packets = [first]
+                while True:
+                    try:
+                        pkt = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    queue.task_done()
+                    if pkt is None:
+                        queue.put_nowait(None)
+                        break
+                    packets.append(pkt)
+                try:
+                    for pkt in packets:
+                        await ws.send(pkt.encode())
+                except BaseException:
+                    break
+        finally:
+            deadline.close()
+        await ws.close()
 
 
 def install_socket() -> None:

@@ -6,8 +6,12 @@
   nothing and connected clients keep their latency.
 - Long-polling request bodies are limited in bytes while they are received (engineio reads a
   whole body before checking its size).
+- A connection from an address under a ban is closed at TCP accept, before any HTTP parsing
+  (`refuse_at_accept`; the guard's `BannedPeers` view, published in `ACCEPT`).
 - WebSocket messages are limited in UTF-8 *bytes* while frames arrive: hypercorn counts the
-  characters of text messages, so 4-byte characters would pass at 4x the limit.
+  characters of text messages, so 4-byte characters would pass at 4x the limit. A message
+  over the limit aborts the TCP connection at once: no close handshake, and the rest of the
+  frame is never read (hypercorn would send a 1009 close and read the frame to its end).
 - Malformed Engine.IO packets (WebSocket text frames, long-polling bodies) never reach
   python-engineio, which json-decodes the rest of most text packets before any payload limit
   runs, and raises on an empty packet, an unknown type or bad base64 (a traceback per packet,
@@ -20,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import contextvars
 import json
 import logging
 import math
@@ -69,17 +74,40 @@ def engineio_packet_problem(text: str) -> str | None:
     return "unexpected Engine.IO packet"
 
 
+# The connection (asyncio StreamWriter) whose bytes the current task is parsing: hypercorn
+# reads, parses HTTP and WebSocket frames, and fills the message buffer in the connection's own
+# task, which `refuse_at_accept` starts by setting this.
+CONNECTION: contextvars.ContextVar[Any] = contextvars.ContextVar("engine_connection")
+
+
+def abort_connection() -> bool:
+    """Abort the current task's TCP connection (no FIN handshake, unread bytes dropped)."""
+    writer = CONNECTION.get(None)
+    if writer is None:
+        return False
+    writer.transport.abort()
+    return True
+
+
 class ByteCountingBuffer(ws_stream.WebsocketBuffer):
-    """hypercorn's message buffer, counting UTF-8 bytes of text frames as they arrive."""
+    """hypercorn's message buffer, counting UTF-8 bytes of text frames as they arrive.
+
+    Over the limit, the connection is aborted before the partial message is copied (hypercorn
+    then skips its 1009 close: the transport is gone), so an oversize frame costs the bytes
+    read so far, not the whole frame.
+    """
 
     def extend(self, event: Message[Any]) -> None:
+        data = event.data
         if isinstance(event, TextMessage):
-            data = event.data
             # ASCII is the common case: one byte per character, no encoding needed
             extra = 0 if data.isascii() else len(data.encode("utf-8", "surrogatepass")) - len(data)
-            if self.length + len(data) + extra > self.max_length:
-                raise ws_stream.FrameTooLargeError()
-            self.length += extra
+        else:
+            extra = 0
+        if self.length + len(data) + extra > self.max_length:
+            abort_connection()
+            raise ws_stream.FrameTooLargeError()
+        self.length += extra
         super().extend(event)
 
 
@@ -98,6 +126,41 @@ def accept_without_deflate(
         return original(self, *args, **kwargs)
 
     return accept
+
+
+def refuse_at_accept(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap hypercorn's `TCPServer.run`: a banned peer is closed before any HTTP parsing.
+
+    The ban view is read at each accept from `ACCEPT.bans`, which the engine sets to its
+    guard's `BannedPeers`; with no ban in force the cost is one dict lookup. The connection's
+    writer is published in `CONNECTION` for the frame limit's abort.
+    """
+
+    async def run(self: Any) -> None:
+        writer = self.writer
+        bans = ACCEPT.bans
+        if bans is not None and bans.until:
+            peer = writer.get_extra_info("peername")
+            if peer and bans.refuses(_peer_ip(peer[0])):
+                writer.transport.abort()
+                return
+        CONNECTION.set(writer)
+        await original(self)
+
+    return run
+
+
+def _peer_ip(host: str) -> str:
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
+
+
+class _AcceptSettings:
+    """Process-wide accept-time state the patched hypercorn reads (one engine per process)."""
+
+    bans: Any = None  # engine.guard.BannedPeers
+
+
+ACCEPT = _AcceptSettings()
 
 
 class _WebSocketSettings:
@@ -128,13 +191,11 @@ def handshake_gate(
         ):
             await app(scope, receive, send)
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if "sid" not in query:
-            headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-            }
-            client = scope.get("client") or ("", 0)
-            refusal = await guard.admit_handshake(guard.client_ip(str(client[0]), headers))
+        # the query and headers are parsed in helpers whose frames end here: this coroutine
+        # lives as long as the connection, and must not keep them
+        eio_sid = _session_id(scope)
+        if eio_sid is None:
+            refusal = await _admit(guard, scope)
             if refusal is not None:
                 await _refuse(scope, send, refusal)
                 return
@@ -142,11 +203,26 @@ def handshake_gate(
             await _limited_body(app, scope, receive, send, max_body_bytes, guard, close_session)
             return
         if scope["type"] == "websocket":
-            await _checked_websocket(app, scope, receive, send, guard, query.get("sid", [""])[0])
+            await _checked_websocket(app, scope, receive, send, guard, eio_sid or "")
             return
         await app(scope, receive, send)
 
     return gate
+
+
+def _session_id(scope: Scope) -> str | None:
+    """The `sid` query parameter (None: a new Engine.IO handshake)."""
+    query = scope.get("query_string", b"")
+    if b"sid=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("sid")
+    return values[0] if values else None
+
+
+async def _admit(guard: Guard, scope: Scope) -> Refusal | None:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    client = scope.get("client") or ("", 0)
+    return await guard.admit_handshake(guard.client_ip(str(client[0]), headers))
 
 
 def _malformed(guard: Guard, eio_sid: str, problem: str) -> None:

@@ -23,8 +23,11 @@ start on a python-engineio whose shape differs from the one these overrides were
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import os
 import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib.metadata import version
 from typing import Any
@@ -32,6 +35,8 @@ from urllib.parse import parse_qs
 
 import engineio
 from engineio import async_socket, exceptions, packet
+
+from engine.transport.lean import LeanQueue
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -44,6 +49,10 @@ BAD_HANDSHAKE_METHOD = (2, "Bad handshake method")
 BAD_REQUEST = (3, "Bad request")
 UPGRADED = (-1, "the session is already on WebSocket")  # not an HTTP error: accept, then close
 
+# ENGINE_FASTPATH_DISABLE=queue (or all): asyncio.Queue as python-engineio makes it
+LEAN_QUEUE = not {"queue", "all"} & {
+    part.strip() for part in os.environ.get("ENGINE_FASTPATH_DISABLE", "").split(",")
+}
 _METHODS = frozenset({"GET", "POST", "OPTIONS"})
 _LIBRARY_SOCKET = async_socket.AsyncSocket  # before install_protocol replaces it
 # how long a session closed by the server waits for the GET that collects its CLOSE (a polling
@@ -67,6 +76,7 @@ def check_engineio() -> None:
             "send",
             "poll",
             "_send_ping",
+            "schedule_ping",
             "_websocket_handler",
         ),
         engineio.AsyncServer: ("handle_request", "_get_socket", "_ok", "_handle_connect"),
@@ -93,6 +103,7 @@ class ProtocolSocket(_LIBRARY_SOCKET):  # type: ignore[misc,valid-type]
         self.flush_on_close = False  # closed by the server; the next GET gets what is queued
         self._held: list[packet.Packet] = []  # a CLOSE (and what follows) for the next GET
         self._pong_deadline: asyncio.TimerHandle | None = None
+        self.last_ping: float | None = self.last_ping  # engineio's, typed
 
     async def send(self, pkt: packet.Packet) -> None:
         if pkt.packet_type == packet.OPEN:
@@ -193,14 +204,24 @@ class ProtocolSocket(_LIBRARY_SOCKET):  # type: ignore[misc,valid-type]
 
     # -- heartbeat ------------------------------------------------------------------------------
 
-    async def _send_ping(self) -> None:
+    def schedule_ping(self) -> None:
+        # engineio starts a task per session that sleeps `ping_interval`; here the session
+        # joins the loop's one heartbeat queue (no task, no frame, no timer of its own)
+        if self.last_ping:
+            self.last_ping = None
+            _heartbeats().add(self, self.server.ping_interval)
+
+    async def _send_ping(self) -> None:  # engineio's name, kept for a caller that awaits it
         await asyncio.sleep(self.server.ping_interval)
+        self._ping_due()
+
+    def _ping_due(self) -> None:
         if not self.closing and not self.closed:
             self.last_ping = time.time()
             self._pong_deadline = asyncio.get_running_loop().call_later(
                 self.server.ping_timeout, self._pong_missed
             )
-            await self.send(packet.Packet(packet.PING))
+            self.queue.put_nowait(packet.Packet(packet.PING))  # AsyncSocket.send, minus the log
 
     async def check_ping_timeout(self) -> bool:
         # the deadline timer enforces the heartbeat; engineio's sweep only drops closed sessions
@@ -235,6 +256,57 @@ class ProtocolSocket(_LIBRARY_SOCKET):  # type: ignore[misc,valid-type]
         return await super()._websocket_handler(ws)
 
 
+class _Heartbeats:
+    """Every session's next PING, in one FIFO per event loop, behind one timer.
+
+    All sessions of a server wait the same `ping_interval`, so the order in which they are
+    scheduled is the order in which they are due: appending is O(1) and only the head needs a
+    timer. (A reload that shortens the interval delays the sessions queued before it by at
+    most the old interval, once.) Entries hold weak references: a session that closed is not
+    kept alive until its ping would have been due.
+    """
+
+    __slots__ = ("__weakref__", "due", "handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.due: collections.deque[tuple[float, weakref.ref[ProtocolSocket]]] = collections.deque()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, session: ProtocolSocket, interval: float) -> None:
+        when = self.loop.time() + interval
+        self.due.append((when, weakref.ref(session)))
+        if self.handle is None:
+            self.handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.handle = None
+        now = self.loop.time()
+        due = self.due
+        while due and due[0][0] <= now:
+            session = due.popleft()[1]()
+            if session is not None:
+                try:
+                    session._ping_due()
+                except Exception:  # pragma: no cover - one session must not stop the others
+                    session.server.logger.exception("%s: ping failed", session.sid)
+        if due:
+            self.handle = self.loop.call_at(due[0][0], self._fire)
+
+
+_HEARTBEATS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Heartbeats] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _heartbeats() -> _Heartbeats:
+    loop = asyncio.get_running_loop()
+    beats = _HEARTBEATS.get(loop)
+    if beats is None:
+        beats = _HEARTBEATS[loop] = _Heartbeats(loop)
+    return beats
+
+
 class _WebSocketFrames:
     """engineio's ASGI WebSocket, minus NOOP frames: `6` only ever ends a long-poll."""
 
@@ -256,6 +328,12 @@ class _WebSocketFrames:
 
 class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     """python-engineio's server with the reference server's answers to bad requests."""
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> Any:
+        # each session's send queue: no asyncio.Queue (~2.5 KiB) per idle connection
+        if not args and not kwargs and LEAN_QUEUE:
+            return LeanQueue()
+        return super().create_queue(*args, **kwargs)
 
     async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> Any:
         problem = self._request_problem(scope)

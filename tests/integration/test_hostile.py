@@ -318,13 +318,95 @@ async def test_frame_size_is_counted_in_bytes(write_profile: Callable[..., Path]
             reply = await raw.text()
             assert reply.startswith("431")
             assert json.loads(reply[3:]) == [emoji * 200]
+        # over the limit: the TCP connection is aborted (no close handshake): 1006 here
         async with raw_ws(running) as raw:
             await raw.send(f'421["echo","{emoji * 400}"]')  # 400 chars, 1613 bytes
-            assert await raw.closed() == 1009
+            assert await raw.closed() == 1006
         async with raw_ws(running) as raw:
             with contextlib.suppress(ConnectionError):
                 await raw.send('421["echo","' + "a" * 4_000_000 + '"]')
-            assert await raw.closed() == 1009
+            assert await raw.closed() == 1006
+
+
+async def ws_handshake(host: str, port: int, local: str | None = None) -> Any:
+    """A raw TCP WebSocket handshake on the Engine.IO path; returns the open stream."""
+    stream = await anyio.connect_tcp(host, port, local_host=local)
+    await stream.send(
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return stream
+
+
+async def test_oversize_frame_aborts_without_reading_the_rest(
+    write_profile: Callable[..., Path],
+) -> None:
+    """A frame announcing 64 MiB is cut off near the limit, not read to its end."""
+    async with scene(write_profile, profile("max_payload_bytes = 100000")) as (running, _good):
+        stream = await ws_handshake(running.host, running.port)
+        async with stream:
+            with anyio.fail_after(5):
+                head = b""
+                while b'0{"sid"' not in head:  # 101 response, then the OPEN frame
+                    head += await stream.receive()
+            assert head.startswith(b"HTTP/1.1 101")
+            total = 64 * 2**20
+            # FIN + text, masked, 64-bit length; a zero mask key leaves the payload as is
+            await stream.send(bytes([0x81, 0xFF]) + total.to_bytes(8, "big") + bytes(4))
+            chunk = b"4" * 2**16
+            sent = 0
+            with anyio.fail_after(10), contextlib.suppress(anyio.BrokenResourceError, OSError):
+                while sent < total:
+                    await stream.send(chunk)
+                    sent += len(chunk)
+            # the server aborted: what it read is bounded by the limit plus socket buffers
+            assert sent < total // 2, sent
+            with anyio.fail_after(5), contextlib.suppress(anyio.BrokenResourceError, OSError):
+                received = b""
+                with contextlib.suppress(anyio.EndOfStream):
+                    while True:
+                        received += await stream.receive()
+                assert b"\x88" not in received[:2]  # no close frame: aborted
+
+
+BAN_QUICKLY = """
+[security.rate_limits]
+connects_per_ip = { rate_per_second = 0.001, burst = 1 }
+
+[security.abuse]
+strikes = 2
+window_seconds = 60
+ladder_seconds = [60]
+"""
+
+
+async def test_banned_address_is_closed_at_accept(write_profile: Callable[..., Path]) -> None:
+    """After a ban, a connection from the address gets no HTTP byte: closed at accept."""
+    async with scene(write_profile, profile(extra=BAN_QUICKLY)) as (running, _good):
+        guard = running.engine.sio.guard
+
+        async def attempt(local: str) -> bytes:
+            stream = await ws_handshake(running.host, running.port, local)
+            data = b""
+            async with stream:
+                with (
+                    anyio.fail_after(5),
+                    contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError),
+                ):
+                    while b"\r\n\r\n" not in data:
+                        data += await stream.receive()
+            return data
+
+        statuses = [(await attempt("127.0.0.2"))[:12] for _ in range(3)]
+        # burst 1: admitted, then a 429 (strike 1), then the second strike's ban (403)
+        assert statuses == [b"HTTP/1.1 101", b"HTTP/1.1 429", b"HTTP/1.1 403"], statuses
+        assert "127.0.0.2" in guard.banned_peers.until
+        refused = guard.banned_peers.refused
+        assert await attempt("127.0.0.2") == b""  # no response at all
+        assert guard.banned_peers.refused == refused + 1
+        # another address is served as before
+        assert (await attempt("127.0.0.3"))[:12] == b"HTTP/1.1 101"
 
 
 async def test_oversize_polling_body_is_refused_unread(write_profile: Callable[..., Path]) -> None:

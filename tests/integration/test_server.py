@@ -235,3 +235,54 @@ async def test_draining_refuses_and_closes(write_profile: Callable[..., Path]) -
             pass  # the listener may already be closed: also not ready
         else:
             assert ready.status_code == 503
+
+
+ORDER = """
+[engine]
+name = "order"
+environment = "development"
+
+[server]
+shutdown_grace_seconds = 1
+handler_mode = "{mode}"
+
+[namespaces."/"]
+handler = "tests.handlers:OrderNamespace"
+"""
+
+
+@pytest.mark.parametrize("mode", ["inline", "task"])
+async def test_handler_mode_inline_keeps_order_per_connection(
+    write_profile: Callable[..., Path], mode: str
+) -> None:
+    """inline: a connection's events run one at a time, in order; other connections go on."""
+    import asyncio
+
+    from tests.handlers import OrderNamespace
+
+    OrderNamespace.GATE = asyncio.Event()
+    OrderNamespace.RECORD = record = []
+    async with serving(write_profile(ORDER.replace("{mode}", mode))) as running:
+        a = socketio.AsyncClient(reconnection=False)
+        b = socketio.AsyncClient(reconnection=False)
+        await a.connect(running.url, transports=["websocket"])
+        await b.connect(running.url, transports=["websocket"])
+        hold = asyncio.ensure_future(a.call("hold", timeout=5))
+        with anyio.fail_after(5):
+            while not record:  # noqa: ASYNC110 - waiting for the server's handler to start
+                await anyio.sleep(0.005)
+        echo = asyncio.ensure_future(a.call("echo", 1, timeout=5))
+        # another connection is served while `a`'s handler waits
+        assert await b.call("echo", 2, timeout=5) == 2
+        if mode == "task":
+            assert await echo == 1  # not behind the held handler
+        OrderNamespace.GATE.set()
+        assert await hold == "held"
+        assert await echo == 1
+        a_events = [what for sid, what in record if sid == a.get_sid("/")]
+        if mode == "inline":
+            assert a_events == ["hold:start", "hold:end", "echo"], record
+        else:
+            assert a_events == ["hold:start", "echo", "hold:end"], record
+        await a.disconnect()
+        await b.disconnect()

@@ -90,3 +90,14 @@ def test_bench_production_differs_only_in_limits_and_the_bench_app() -> None:
             continue
         raised = bench[path]
         assert path not in shipped or raised >= shipped[path], f"{path} is lowered"
+
+
+def test_bench_production_limits_differs_only_in_the_bench_app() -> None:
+    """The refusal scenarios run against production.toml's own limits."""
+    shipped = dict(leaves(resolve(Path("profiles/production.toml"), {}, require_env=False).data))
+    bench_path = Path("bench/profiles/production-limits.toml")
+    bench = dict(leaves(resolve(bench_path, {}, require_env=False).data))
+    for path in sorted(set(shipped) | set(bench), key=str):
+        if shipped.get(path) == bench.get(path):
+            continue
+        assert any(path[: len(p)] == p for p in BENCH_APPLICATION), f"{path} differs"
