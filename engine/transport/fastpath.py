@@ -231,6 +231,9 @@ class FastSocket(ProtocolSocket):
             writer_task = self._writing
         if writer_task is not None:
             await writer_task
+        if isinstance(queue, LeanQueue):
+            queue.notify = None  # no cycle session -> queue -> session once the socket is gone
+            self._ws = None
         await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
         return None
 

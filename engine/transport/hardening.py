@@ -145,9 +145,34 @@ def refuse_at_accept(original: Callable[..., Any]) -> Callable[..., Any]:
                 writer.transport.abort()
                 return
         CONNECTION.set(writer)
-        await original(self)
+        try:
+            await original(self)
+        finally:
+            _release(self)
 
     return run
+
+
+def _release(server: Any) -> None:
+    """Break the reference cycles hypercorn leaves among a finished connection's objects.
+
+    Every object of a closed connection (the TCPServer, its protocol wrapper, the HTTP/1.1
+    protocol, the WebSocket stream, the task group, the asyncio streams: ~90 objects) is held in
+    cycles through bound methods (`send` callbacks pointing back at their owner), so none of it
+    is freed when the connection ends: it waits for the cyclic collector, and whatever reached
+    the oldest generation waits for a full collection. When `TCPServer.run` returns, the
+    connection's task group has exited (no task of it runs any more), so its objects' state can
+    be dropped: plain reference counting then frees the lot at once. (A closed session's late
+    send reaches a stream without state and fails like a send on a closed stream.)
+    """
+    wrapper = server.__dict__.get("protocol")
+    inner = getattr(wrapper, "protocol", None)
+    stream = getattr(inner, "stream", None)
+    group = server.__dict__.get("_task_group")
+    for obj in (stream, inner, wrapper, group, server):
+        state = getattr(obj, "__dict__", None)
+        if state is not None:
+            state.clear()
 
 
 def _peer_ip(host: str) -> str:

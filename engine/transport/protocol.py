@@ -26,6 +26,7 @@ import asyncio
 import collections
 import json
 import os
+import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -35,6 +36,7 @@ from urllib.parse import parse_qs
 
 import engineio
 from engineio import async_socket, exceptions, packet
+from engineio.async_drivers import asgi as _asgi
 
 from engine.transport.lean import LeanQueue
 
@@ -326,8 +328,101 @@ class _WebSocketFrames:
         await self.ws.close()
 
 
+class _AwaitablePayload:
+    """engineio's `wsgi.input` for ASGI, defined once (engineio defines the class inside
+    `translate_request`: a new class per request, ~1 KiB and a reference cycle each)."""
+
+    __slots__ = ("event", "first_type", "payload", "receive")
+
+    def __init__(self, event: MutableMapping[str, Any], receive: Receive) -> None:
+        self.event = event
+        self.first_type = event["type"]
+        self.payload: bytes | None = None
+        self.receive = receive
+
+    async def read(self, length: int | None = None) -> bytes:
+        if self.payload is None and self.first_type == "http.request":
+            # read the payload of the HTTP request
+            self.payload = self.event.get("body") or b""
+            while self.event.get("more_body"):
+                self.event = await self.receive()
+                if self.event["type"] == "http.request" and (
+                    length is None or len(self.payload) < length
+                ):
+                    self.payload += self.event.get("body") or b""
+        payload = self.payload or b""
+        if length is None:
+            self.payload = b""
+            return payload
+        self.payload = payload[length:]
+        return payload[:length]
+
+
+async def translate_request(scope: Scope, receive: Receive, send: Send) -> dict[str, Any]:
+    """python-engineio 4.x's ASGI `translate_request`, with `_AwaitablePayload` hoisted."""
+    event = await receive()
+    if event["type"] not in ("http.request", "websocket.connect"):
+        return {}
+    raw_uri = scope["path"]
+    query_string = ""
+    if scope.get("query_string"):
+        try:
+            query_string = scope["query_string"].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            raw_uri += "?" + query_string
+    environ: dict[str, Any] = {
+        "wsgi.input": _AwaitablePayload(event, receive),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.async": True,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "SERVER_SOFTWARE": "asgi",
+        "REQUEST_METHOD": scope.get("method", "GET"),
+        "PATH_INFO": scope["path"],
+        "QUERY_STRING": query_string,
+        "RAW_URI": raw_uri,
+        "SCRIPT_NAME": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "0",
+        "SERVER_NAME": "asgi",
+        "SERVER_PORT": "0",
+        "asgi.receive": receive,
+        "asgi.send": send,
+        "asgi.scope": scope,
+    }
+    for raw_name, raw_value in scope["headers"]:
+        try:
+            name = raw_name.upper().decode("utf-8")
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # skip a header that cannot be decoded
+        if name == "CONTENT-TYPE":
+            environ["CONTENT_TYPE"] = value
+            continue
+        if name == "CONTENT-LENGTH":
+            environ["CONTENT_LENGTH"] = value
+            continue
+        key = "HTTP_" + name.replace("-", "_")
+        if key in environ:
+            value = f"{environ[key]},{value}"
+        environ[key] = value
+    environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+    return environ
+
+
 class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     """python-engineio's server with the reference server's answers to bad requests."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        drivers: dict[str, Any] = self._async  # type: ignore[has-type]
+        if drivers.get("translate_request") is _asgi.translate_request:
+            self._async = {**drivers, "translate_request": translate_request}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         # each session's send queue: no asyncio.Queue (~2.5 KiB) per idle connection
