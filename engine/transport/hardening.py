@@ -148,6 +148,10 @@ def refuse_at_accept(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             await original(self)
         finally:
+            # hypercorn closes the writer in its own `finally`, unless it was cancelled first
+            # (a connection accepted while the server shuts down): never leave a socket open
+            if not writer.transport.is_closing():
+                writer.transport.abort()
             _release(self)
 
     return run
