@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import gc
 import importlib.util
 import json
@@ -28,6 +29,7 @@ import runpy
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 TABLE_CLASSES = {
@@ -94,9 +96,22 @@ def table_sizes() -> dict[str, dict[str, int]]:
 
 def install_tables(path: str) -> None:
     def dump(signum: int, frame: Any) -> None:
+        # gc.get_objects() does not list frozen objects, and the engine freezes what it built
+        # at start-up (its guard, store, monitor...): unfreeze to see them. Before any client
+        # (request "refreeze") they are frozen again, as at start-up; later they stay unfrozen
+        # (freezing live connections would keep their garbage from the collector).
+        request = ""
+        with contextlib.suppress(OSError):
+            request = Path(path + ".req").read_text().strip()
+        frozen = gc.get_freeze_count()
+        if frozen:
+            gc.unfreeze()
+        sizes = table_sizes()
+        if frozen and request == "refreeze":
+            gc.freeze()
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"t": time.monotonic(), "tables": table_sizes()}, f)
+            json.dump({"t": time.monotonic(), "tables": sizes, "was_frozen": frozen}, f)
         os.replace(tmp, path)
 
     signal.signal(signal.SIGUSR2, dump)

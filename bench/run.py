@@ -506,9 +506,10 @@ class Server:
             f"    command: {' '.join(self.argv)}\n{self.log_tail()}"
         )
 
-    def tables(self, timeout: float = 5.0) -> dict[str, Any] | None:
+    def tables(self, timeout: float = 5.0, refreeze: bool = False) -> dict[str, Any] | None:
         """Per-client table sizes of the server process (bench.launch, SIGUSR2)."""
         before = self.tables_path.stat().st_mtime_ns if self.tables_path.exists() else 0
+        Path(str(self.tables_path) + ".req").write_text("refreeze" if refreeze else "")
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGUSR2)
         deadline = time.monotonic() + timeout
@@ -598,7 +599,7 @@ def run_loadgen(
                     s = sample(server_pid)
                     s.update({k: v for k, v in msg.items() if k not in ("type", "name", "wait")})
                     if msg["name"] in TABLE_MARKS:
-                        s["tables"] = server.tables()
+                        s["tables"] = server.tables(refreeze=msg["name"] == "soak_baseline")
                     if msg["name"] == "soak_sample":
                         curve.append(s)
                     marks[msg["name"]] = s
