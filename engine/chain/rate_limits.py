@@ -15,9 +15,17 @@ from engine.profile.model import Profile, RateLimit
 from engine.state import StateStore
 
 
-def _deny(message: str, retry_after: float, limit: RateLimit | None) -> Deny:
-    disconnect = limit is not None and limit.action == "disconnect"
-    return Deny("rate_limited", message, retry_after, disconnect=disconnect, strike=True)
+async def _charge(
+    state: StateStore, key: str, limit: RateLimit, now: float, message: str
+) -> Decision:
+    """Spend one token of `key`'s bucket; a refusal is a strike (and a disconnect if declared)."""
+    admission = await state.take(key, limit.bucket, now)
+    if admission.allowed:
+        return ALLOW
+    disconnect = limit.action == "disconnect"
+    return Deny(
+        "rate_limited", message, admission.retry_after_seconds, disconnect=disconnect, strike=True
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +35,8 @@ class ConnectsPerIp:
     stages: frozenset[Stage] = frozenset({"handshake"})
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
-        admission = await state.take(f"rate:{self.name}:{request.ip}", self.limit.bucket, now)
-        if admission.allowed:
-            return ALLOW
-        return Deny(
-            "rate_limited",
-            "too many connection attempts",
-            admission.retry_after_seconds,
-            strike=True,
-        )
+        key = f"rate:{self.name}:{request.ip}"
+        return await _charge(state, key, self.limit, now, "too many connection attempts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +46,8 @@ class EventsPerConnection:
     stages: frozenset[Stage] = frozenset({"event"})
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
-        admission = await state.take(f"rate:{self.name}:{request.sid}", self.limit.bucket, now)
-        if admission.allowed:
-            return ALLOW
-        return _deny("too many events", admission.retry_after_seconds, self.limit)
+        key = f"rate:{self.name}:{request.sid}"
+        return await _charge(state, key, self.limit, now, "too many events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +60,7 @@ class EventsPerUser:
         user = request.user
         if user is None:
             return ALLOW
-        admission = await state.take(f"rate:{self.name}:{user}", self.limit.bucket, now)
-        if admission.allowed:
-            return ALLOW
-        return _deny("too many events", admission.retry_after_seconds, self.limit)
+        return await _charge(state, f"rate:{self.name}:{user}", self.limit, now, "too many events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +77,7 @@ class EventRate:
             return ALLOW
         assert spec is not None
         key = f"rate:{self.name}:{spec.name}:{request.event}:{request.sid}"
-        admission = await state.take(key, declared.rate_limit.bucket, now)
-        if admission.allowed:
-            return ALLOW
-        return _deny("too many events", admission.retry_after_seconds, declared.rate_limit)
+        return await _charge(state, key, declared.rate_limit, now, "too many events")
 
 
 def _connects(profile: Profile) -> ConnectsPerIp | None:
