@@ -28,6 +28,8 @@ from engine.reload import ReloadReport, plan
 from engine.runtime import Runtime, RuntimeRef
 from engine.server import EngineServer
 from engine.state import StateStore, build_store
+from engine.transport.direct import DirectWebSockets
+from engine.transport.direct import register as register_direct
 from engine.transport.hardening import ACCEPT, WEBSOCKET, handshake_gate
 from engine.transport.http import (
     ASGIApp,
@@ -244,4 +246,15 @@ def build_app(profile: Profile, lifecycle: Lifecycle | None = None) -> Engine:
         profile.server.max_payload_bytes,
         close_session=sio.close_session,
     )
+    if profile.server.websocket_server == "engine":
+        register_direct(
+            engine.app,
+            DirectWebSockets(
+                sio.eio,
+                sio.guard,
+                profile.server.path,
+                profile.server.max_payload_bytes,
+                compression=profile.server.websocket_compression,
+            ),
+        )
     return engine

@@ -47,6 +47,7 @@ RESTART_REQUIRED: tuple[KeyPath, ...] = (
     ("server", "event_loop"),
     ("server", "gc_threshold_objects"),
     ("server", "handler_mode"),
+    ("server", "websocket_server"),
     ("server", "access_log"),
     ("server", "workers"),
     ("server", "tls_cert_file"),

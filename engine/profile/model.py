@@ -62,6 +62,7 @@ class ServerOptions:
     log_level: str
     workers: int = 1  # processes on this host; worker i also listens on port + i
     handler_mode: Literal["task", "inline"] = "task"
+    websocket_server: Literal["engine", "hypercorn"] = "engine"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None

@@ -241,8 +241,25 @@ class FastSocket(ProtocolSocket):
     _writing: asyncio.Future[None] | None = None
 
     def _start_writer(self) -> None:
-        if self._writing is None:
-            self._writing = asyncio.ensure_future(self._write_queued())
+        if self._writing is not None:
+            return
+        ws = self._ws
+        if getattr(ws, "direct", False) and not ws.backlogged():
+            # the engine's own WebSocket writes synchronously: no task unless the peer lags
+            queue = self.queue
+            while True:
+                try:
+                    pkt = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                queue.task_done()
+                if pkt is None or not ws.write(pkt.encode()):
+                    queue.notify = None  # as engineio's writer: nothing is sent after this
+                    ws.close_now()
+                    return
+                if ws.backlogged():
+                    break
+        self._writing = asyncio.ensure_future(self._write_queued())
 
     async def _write_queued(self) -> None:
         """Send what is queued, then end; `None` (or a failed send) closes the WebSocket."""

@@ -128,8 +128,13 @@ def accept_without_deflate(
     return accept
 
 
-def refuse_at_accept(original: Callable[..., Any]) -> Callable[..., Any]:
+def refuse_at_accept(
+    original: Callable[..., Any], take: Callable[[Any], Awaitable[bool]] | None = None
+) -> Callable[..., Any]:
     """Wrap hypercorn's `TCPServer.run`: a banned peer is closed before any HTTP parsing.
+
+    `take(server)` may serve the connection instead of hypercorn (True when it did; see
+    engine.transport.direct).
 
     The ban view is read at each accept from `ACCEPT.bans`, which the engine sets to its
     guard's `BannedPeers`; with no ban in force the cost is one dict lookup. The connection's
@@ -146,7 +151,8 @@ def refuse_at_accept(original: Callable[..., Any]) -> Callable[..., Any]:
                 return
         CONNECTION.set(writer)
         try:
-            await original(self)
+            if take is None or not await take(self):
+                await original(self)
         finally:
             # hypercorn closes the writer in its own `finally`, unless it was cancelled first
             # (a connection accepted while the server shuts down): never leave a socket open
@@ -254,7 +260,7 @@ async def _admit(guard: Guard, scope: Scope) -> Refusal | None:
     return await guard.admit_handshake(guard.client_ip(str(client[0]), headers))
 
 
-def _malformed(guard: Guard, eio_sid: str, problem: str) -> None:
+def malformed(guard: Guard, eio_sid: str, problem: str) -> None:
     log.warning("closing session %s: malformed packet: %s", eio_sid or "?", problem)
     guard.violation(eio_sid, "malformed_packet", problem)
 
@@ -280,7 +286,7 @@ async def _checked_websocket(
         if text is not None:
             problem = engineio_packet_problem(text)
             if problem is not None:
-                _malformed(guard, session, problem)
+                malformed(guard, session, problem)
                 await send({"type": "websocket.close", "code": 1002})
                 # engineio ends the session as if the client had gone
                 return {"type": "websocket.disconnect", "code": 1002}
@@ -344,7 +350,7 @@ async def _limited_body(
     if problem is not None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         eio_sid = query.get("sid", [""])[0]
-        _malformed(guard, eio_sid, problem)
+        malformed(guard, eio_sid, problem)
         if eio_sid:
             await close_session(eio_sid)
         await _respond(send, 400, "invalid_payload", "malformed Engine.IO payload")

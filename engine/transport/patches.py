@@ -20,6 +20,7 @@ from typing import Any
 from hypercorn.asyncio import task_group, tcp_server
 from hypercorn.protocol import ws_stream
 
+from engine.transport.direct import take_connection
 from engine.transport.fastpath import install_socket
 from engine.transport.hardening import (
     ByteCountingBuffer,
@@ -87,7 +88,9 @@ def install() -> None:
     ws_stream.WebsocketBuffer = ByteCountingBuffer  # type: ignore[misc]
     original: Any = ws_stream.Handshake.accept
     ws_stream.Handshake.accept = accept_without_deflate(original)  # type: ignore[method-assign]
-    tcp_server.TCPServer.run = refuse_at_accept(tcp_server.TCPServer.run)  # type: ignore[method-assign]
+    tcp_server.TCPServer.run = refuse_at_accept(  # type: ignore[method-assign]
+        tcp_server.TCPServer.run, take_connection
+    )
     if LEAN_QUEUE:
         task_group.TaskGroup.spawn_app = _spawn_app_lean  # type: ignore[method-assign]
     install_socket()

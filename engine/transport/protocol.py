@@ -50,6 +50,7 @@ UNKNOWN_SID = (1, "Session ID unknown")
 BAD_HANDSHAKE_METHOD = (2, "Bad handshake method")
 BAD_REQUEST = (3, "Bad request")
 UPGRADED = (-1, "the session is already on WebSocket")  # not an HTTP error: accept, then close
+DIRECT = "engine.direct"  # environ key: the connection of a engine.transport.direct session
 
 # ENGINE_FASTPATH_DISABLE=queue (or all): asyncio.Queue as python-engineio makes it
 LEAN_QUEUE = not {"queue", "all"} & {
@@ -251,7 +252,9 @@ class ProtocolSocket(_LIBRARY_SOCKET):  # type: ignore[misc,valid-type]
     # -- websocket ------------------------------------------------------------------------------
 
     async def _websocket_handler(self, ws: Any) -> Any:
-        return await self._serve_websocket(_WebSocketFrames(ws))
+        # the engine's own WebSocket (engine.transport.direct) never sends a NOOP itself
+        direct = getattr(ws, "direct", False)
+        return await self._serve_websocket(ws if direct else _WebSocketFrames(ws))
 
     async def _serve_websocket(self, ws: Any) -> Any:
         """The WebSocket session itself (python-engineio's; `fastpath` has a faster one)."""
@@ -358,8 +361,16 @@ class _AwaitablePayload:
         return payload[:length]
 
 
-async def translate_request(scope: Scope, receive: Receive, send: Send) -> dict[str, Any]:
-    """python-engineio 4.x's ASGI `translate_request`, with `_AwaitablePayload` hoisted."""
+async def translate_request(
+    scope: Scope, receive: Receive | None = None, send: Send | None = None
+) -> dict[str, Any]:
+    """python-engineio 4.x's ASGI `translate_request`, with `_AwaitablePayload` hoisted.
+
+    Called with an environ alone (a session of engine.transport.direct), it returns it.
+    """
+    if receive is None or send is None:
+        # a direct session's environ is already translated (and must stay the same object)
+        return scope if isinstance(scope, dict) else dict(scope)
     event = await receive()
     if event["type"] not in ("http.request", "websocket.connect"):
         return {}
@@ -422,7 +433,12 @@ class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         drivers: dict[str, Any] = self._async  # type: ignore[has-type]
         if drivers.get("translate_request") is _asgi.translate_request:
-            self._async = {**drivers, "translate_request": translate_request}
+            self._async = {
+                **drivers,
+                "translate_request": translate_request,
+                "make_response": make_response,
+                "websocket": _WebSocketSwitch,
+            }
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         # each session's send queue: no asyncio.Queue (~2.5 KiB) per idle connection
@@ -450,12 +466,36 @@ class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         await _bad_request(scope, receive, send, code, message)
         return None
 
+    async def handle_direct(self, environ: dict[str, Any]) -> None:
+        """`handle_request` for a WebSocket handshake read by engine.transport.direct."""
+        query = parse_qs(environ["QUERY_STRING"])
+        problem = self._query_problem(query, "GET", websocket=True)
+        ws = environ[DIRECT]
+        if problem is None:
+            sid = query.get("sid", [""])[0]
+            session = self.sockets.get(sid)
+            await super().handle_request(environ)
+            if session is not None and session.flush_on_close and sid not in self.sockets:
+                self.sockets[sid] = session
+        elif problem is UPGRADED:
+            ws.accept()
+            ws.close_now()
+        else:
+            code, message = problem
+            body = json.dumps({"code": code, "message": message}).encode()
+            ws.respond(400, [("content-type", "application/json")], body)
+
     def _request_problem(self, scope: Scope) -> tuple[int, str] | None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+        return self._query_problem(query, method, websocket=scope["type"] == "websocket")
+
+    def _query_problem(
+        self, query: dict[str, list[str]], method: str, *, websocket: bool
+    ) -> tuple[int, str] | None:
         transport = query.get("transport", [None])[0]
         if transport not in self.transports:
             return UNKNOWN_TRANSPORT
-        method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
         sid = query.get("sid", [None])[0]
         if sid is None:
             return None if method in ("GET", "OPTIONS") else BAD_HANDSHAKE_METHOD
@@ -464,7 +504,7 @@ class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         session = self.sockets.get(sid)
         if session is None or (session.closed and not session.flush_on_close):
             return UNKNOWN_SID
-        if scope["type"] == "websocket" and (session.upgraded or session.upgrading):
+        if websocket and (session.upgraded or session.upgrading):
             return UPGRADED
         return None
 
@@ -481,6 +521,33 @@ class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         if packets is None:
             response["response"] = b"ok"  # what Node answers a POST
         return response
+
+
+class _WebSocketSwitch:
+    """engineio's `_async["websocket"]`: the engine's own WebSocket for a direct session
+    (engine.transport.direct), python-engineio's ASGI one for a session hypercorn serves."""
+
+    __slots__ = ("handler", "server")
+
+    def __init__(self, handler: Callable[[Any], Awaitable[Any]], server: Any) -> None:
+        self.handler = handler
+        self.server = server
+
+    async def __call__(self, environ: dict[str, Any]) -> Any:
+        ws = environ.get(DIRECT)
+        if ws is not None:
+            return await ws.serve(self.handler)
+        return await _asgi.WebSocket(self.handler, self.server)(environ)
+
+
+async def make_response(status: str, headers: list[Any], payload: Any, environ: Any) -> Any:
+    """engineio's response writer: a plain HTTP response on a direct session's connection."""
+    ws = environ.get(DIRECT)
+    if ws is None:
+        return await _asgi.make_response(status, headers, payload, environ)
+    body = payload if isinstance(payload, bytes) else str(payload or "").encode()
+    ws.respond(int(status.split(" ")[0]), list(headers), body)
+    return None
 
 
 async def _bad_request(scope: Scope, receive: Receive, send: Send, code: int, message: str) -> None:

@@ -278,10 +278,16 @@ MALFORMED: dict[str, list[str | bytes]] = {
 }
 
 
+@pytest.fixture(params=["engine", "hypercorn"])
+def ws_server(request: pytest.FixtureRequest) -> str:
+    """`server.websocket_server`: the engine's own WebSocket layer, or hypercorn's."""
+    return f'websocket_server = "{request.param}"\n'
+
+
 async def test_malformed_packet_closes_with_one_log_line(
-    write_profile: Callable[..., Path], caplog: pytest.LogCaptureFixture
+    write_profile: Callable[..., Path], caplog: pytest.LogCaptureFixture, ws_server: str
 ) -> None:
-    async with scene(write_profile, profile()) as (running, _good):
+    async with scene(write_profile, profile(ws_server)) as (running, _good):
         for case, frames in MALFORMED.items():  # one server, a fresh session per case
             async with raw_ws(running, connect=frames != ["40[1]"]) as raw:
                 caplog.clear()
@@ -310,8 +316,11 @@ async def test_malformed_packet_closes_with_one_log_line(
 # -- 3. frame size in bytes ------------------------------------------------------------------
 
 
-async def test_frame_size_is_counted_in_bytes(write_profile: Callable[..., Path]) -> None:
-    async with scene(write_profile, profile("max_payload_bytes = 1000")) as (running, _good):
+async def test_frame_size_is_counted_in_bytes(
+    write_profile: Callable[..., Path], ws_server: str
+) -> None:
+    limit = ws_server + "max_payload_bytes = 1000"
+    async with scene(write_profile, profile(limit)) as (running, _good):
         emoji = "\U0001f600"  # 4 UTF-8 bytes, 1 character
         async with raw_ws(running) as raw:
             await raw.send(f'421["echo","{emoji * 200}"]')  # 813 bytes
@@ -340,10 +349,11 @@ async def ws_handshake(host: str, port: int, local: str | None = None) -> Any:
 
 
 async def test_oversize_frame_aborts_without_reading_the_rest(
-    write_profile: Callable[..., Path],
+    write_profile: Callable[..., Path], ws_server: str
 ) -> None:
     """A frame announcing 64 MiB is cut off near the limit, not read to its end."""
-    async with scene(write_profile, profile("max_payload_bytes = 100000")) as (running, _good):
+    limit = ws_server + "max_payload_bytes = 100000"
+    async with scene(write_profile, profile(limit)) as (running, _good):
         stream = await ws_handshake(running.host, running.port)
         async with stream:
             with anyio.fail_after(5):
@@ -659,16 +669,17 @@ async def test_mixed_attack_leaves_no_state_behind(write_profile: Callable[..., 
 
 
 async def test_closed_connections_leave_no_cyclic_garbage(
-    write_profile: Callable[..., Path],
+    write_profile: Callable[..., Path], ws_server: str
 ) -> None:
     """A finished connection is freed by reference counting: nothing waits for the collector
     (hypercorn's connection objects used to form cycles: ~90 objects per connection)."""
     from hypercorn.asyncio.tcp_server import TCPServer
     from hypercorn.protocol.ws_stream import WSStream
 
+    from engine.transport.direct import DirectWebSocket
     from engine.transport.fastpath import FastSocket
 
-    async with scene(write_profile, profile()) as (running, _good):
+    async with scene(write_profile, profile(ws_server)) as (running, _good):
         baseline = tables(running)
         gc.collect()
         for _ in range(20):
@@ -679,7 +690,7 @@ async def test_closed_connections_leave_no_cyclic_garbage(
         gc.set_debug(gc.DEBUG_SAVEALL)
         try:
             gc.collect()
-            kinds = (TCPServer, WSStream, FastSocket)
+            kinds = (TCPServer, WSStream, FastSocket, DirectWebSocket)
             server_side = [o for o in gc.garbage if isinstance(o, kinds)]
         finally:
             gc.set_debug(0)

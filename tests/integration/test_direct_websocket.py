@@ -1,0 +1,239 @@
+"""The engine's own WebSocket layer (engine.transport.direct), byte by byte over raw TCP.
+
+RFC 6455 as a server must speak it, what is handed to hypercorn instead, and what a session
+costs: one task per idle connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+import socketio
+
+from engine.serve import Running
+from engine.transport.direct import unmask
+from tests.conftest import serving
+
+pytestmark = pytest.mark.anyio
+
+PROFILE = """
+[engine]
+name = "direct"
+environment = "development"
+
+[server]
+max_payload_bytes = 4096
+shutdown_grace_seconds = 1
+
+[security.abuse]
+strikes = 1000
+
+[namespaces."/"]
+handler = "tests.integration.test_direct_websocket:Echo"
+"""
+
+
+class Echo(socketio.AsyncNamespace):  # type: ignore[misc]
+    async def on_echo(self, sid: str, data: object) -> object:
+        return data
+
+
+@pytest.fixture
+async def running(write_profile: Callable[..., Path]) -> AsyncIterator[Running]:
+    async with serving(write_profile(PROFILE)) as server:
+        yield server
+
+
+class Peer:
+    """A WebSocket client written by hand: any frame, any byte, any split."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def head(self) -> tuple[int, dict[str, str]]:
+        with anyio.fail_after(5):
+            raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        return int(lines[0].split(" ")[1]), headers
+
+    def send(self, opcode: int, payload: bytes, *, final: bool = True, mask: bool = True) -> None:
+        n = len(payload)
+        first = (0x80 if final else 0) | opcode
+        bit = 0x80 if mask else 0
+        if n < 126:
+            header = bytes((first, bit | n))
+        elif n < 65536:
+            header = bytes((first, bit | 126)) + n.to_bytes(2, "big")
+        else:
+            header = bytes((first, bit | 127)) + n.to_bytes(8, "big")
+        if mask:
+            key = os.urandom(4)
+            self.writer.write(header + key + unmask(payload, key))
+        else:
+            self.writer.write(header + payload)
+
+    def text(self, message: str) -> None:
+        self.send(0x1, message.encode())
+
+    async def frame(self) -> tuple[int, bytes]:
+        with anyio.fail_after(5):
+            first, second = await self.reader.readexactly(2)
+            n = second & 0x7F
+            assert not second & 0x80, "server frames are never masked"
+            if n == 126:
+                n = int.from_bytes(await self.reader.readexactly(2), "big")
+            elif n == 127:
+                n = int.from_bytes(await self.reader.readexactly(8), "big")
+            return first & 0x0F, await self.reader.readexactly(n)
+
+    async def message(self) -> str:
+        """The next text message, skipping the server's pings."""
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 0x1 and payload != b"2":
+                return payload.decode()
+            assert opcode in (0x1, 0xA), opcode
+
+    async def closed_with(self) -> int:
+        """The close code the server sends, then its end of the TCP connection."""
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 0x8:
+                with anyio.fail_after(5):
+                    assert await self.reader.read() == b""
+                return int.from_bytes(payload[:2], "big")
+
+    async def eof(self) -> bool:
+        with anyio.fail_after(5):
+            try:
+                return await self.reader.read() == b""
+            except ConnectionResetError:
+                return True
+
+
+def handshake(path: str = "/socket.io/?EIO=4&transport=websocket", **extra: str) -> bytes:
+    headers = {
+        "Host": "127.0.0.1",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Version": "13",
+        **extra,
+    }
+    lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@contextlib.asynccontextmanager
+async def peer(running: Running, *, connect: bool = True) -> AsyncIterator[Peer]:
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    p = Peer(reader, writer)
+    try:
+        writer.write(handshake())
+        status, _ = await p.head()
+        assert status == 101
+        assert (await p.message()).startswith("0{")
+        if connect:
+            p.text("40")
+            assert (await p.message()).startswith('40{"sid"')
+        yield p
+    finally:
+        writer.transport.abort()
+
+
+async def test_a_handshake_split_byte_by_byte_is_accepted(running: Running) -> None:
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    p = Peer(reader, writer)
+    for byte in handshake(**{"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}):
+        writer.write(bytes((byte,)))
+        await writer.drain()
+    status, headers = await p.head()
+    assert status == 101
+    # RFC 6455 4.2.2: base64(SHA-1(key + GUID))
+    assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert (await p.message()).startswith("0{")
+    writer.transport.abort()
+
+
+async def test_fragmented_messages_pings_and_binary_are_understood(running: Running) -> None:
+    async with peer(running) as p:
+        p.send(0x1, b'421["ec', final=False)
+        p.send(0x9, b"are you there")  # a ping between the fragments of a message
+        p.send(0x0, b'ho",{"n":', final=False)
+        p.send(0x0, '1,"s":"é"}]'.encode())
+        assert await p.frame() == (0xA, b"are you there")
+        assert json.loads((await p.message())[3:]) == [{"n": 1, "s": "é"}]
+
+
+async def test_protocol_violations_close_with_the_rfc_code(running: Running) -> None:
+    async with peer(running) as p:
+        p.send(0x1, b'42["echo"]', mask=False)
+        assert await p.closed_with() == 1002
+    async with peer(running) as p:
+        p.send(0x1, b"\xff\xfe")
+        assert await p.closed_with() == 1007
+    async with peer(running) as p:
+        p.send(0x0, b"continuation of nothing")
+        assert await p.closed_with() == 1002
+    async with peer(running) as p:
+        p.writer.write(bytes((0xC1, 0x80)) + os.urandom(4))  # RSV1 set
+        assert await p.closed_with() == 1002
+    async with peer(running) as p:
+        p.send(0x9, b"x" * 126)  # control frames carry at most 125 bytes
+        assert await p.closed_with() == 1002
+
+
+async def test_a_close_is_answered_and_ends_the_connection(running: Running) -> None:
+    async with peer(running) as p:
+        p.send(0x8, (1000).to_bytes(2, "big"))
+        assert await p.closed_with() == 1000
+
+
+async def test_an_oversize_frame_aborts_on_its_header_alone(running: Running) -> None:
+    async with peer(running) as bystander, peer(running) as p:
+        # a header announcing 1 TiB, and not a byte of it: the server does not wait for it
+        p.writer.write(bytes((0x81, 0x80 | 127)) + (1 << 40).to_bytes(8, "big") + os.urandom(4))
+        assert await p.eof()
+        bystander.text('421["echo","still here"]')
+        assert await bystander.message() == '431["still here"]'
+
+
+async def test_unusual_handshakes_are_left_to_hypercorn(running: Running) -> None:
+    """Whatever the engine does not serve itself gets hypercorn's answer, unchanged."""
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    writer.write(handshake(**{"Sec-WebSocket-Version": "8"}))
+    status, _ = await Peer(reader, writer).head()
+    assert status != 101
+    writer.transport.abort()
+    # a polling handshake on the same port is hypercorn's as well
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    writer.write(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _ = await Peer(reader, writer).head()
+    assert status == 200
+    writer.transport.abort()
+
+
+async def test_one_task_per_idle_connection(running: Running) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(peer(running))  # the server's first-session tasks
+        before = asyncio.all_tasks()
+        peers = [await stack.enter_async_context(peer(running)) for _ in range(20)]
+        added = asyncio.all_tasks() - before
+        assert len(added) == 20, sorted(str(t.get_coro()) for t in added)
+        for index, p in enumerate(peers):  # and every one of them is served
+            p.text(f'42{index}["echo",{index}]')
+            assert await p.message() == f"43{index}[{index}]"
