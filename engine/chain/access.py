@@ -47,7 +47,7 @@ class AccessPolicy:
             if spec.require_auth and who.user_id is None:
                 return _UNAUTHORIZED
             decision = decide_connect(spec.access, self.roles, identity)
-        elif serves_tasks(self.progress, spec.name) and request.event in TASK_EVENTS:
+        elif request.event in TASK_EVENTS and serves_tasks(self.progress, spec.name):
             return ALLOW  # built-ins here: decided by the progress policy and the task's owner
         else:
             decision = decide_event(spec.access, self.roles, identity, request.event)
