@@ -1,7 +1,9 @@
 """The policy chain: one registry of policy types, run in the order listed here.
 
 Adding a policy is one module (a class with `name`, `stages`, `decide` and a `from_profile`
-factory registered in `POLICIES`) plus one line in `ORDER`.
+factory registered in `POLICIES`) plus one line in `ORDER`. A policy that decides only some
+event names of a namespace says which in an `event_scope`; the chain then leaves it out for the
+others when it is built (`Chain.for_event`), not on every event.
 """
 
 from __future__ import annotations
