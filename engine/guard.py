@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.auth import AuthFailure, Credentials, Identity, check_csrf
 from engine.auth.client_ip import resolve_client_ip
-from engine.chain import Request
+from engine.chain import Policy, Request
 from engine.chain.connections import connection_keys
 from engine.monitoring import Monitor
 from engine.policies.abuse import Banned, ip_subject, listed_verdict, user_subject
@@ -214,9 +214,15 @@ class Guard:
 
     # -- the chain ---------------------------------------------------------------------------
 
-    async def decide(self, runtime: Runtime, request: Request, now: float) -> Deny | None:
-        """The first `Deny` of `request.stage`'s policies, attributed to its policy."""
-        for policy in runtime.chain.at(request.stage):
+    async def decide(
+        self,
+        runtime: Runtime,
+        request: Request,
+        now: float,
+        policies: tuple[Policy, ...] | None = None,
+    ) -> Deny | None:
+        """The first `Deny` of `policies` (default: all of `request.stage`), with its policy."""
+        for policy in runtime.chain.at(request.stage) if policies is None else policies:
             try:
                 decision = await policy.decide(request, self.store, now)
             except StoreUnavailable as exc:
@@ -417,7 +423,7 @@ class Guard:
         request = Request(
             "event", member.peer.ip, spec, member.sid, member.identity, event, args, joined_rooms
         )
-        deny = await self.decide(runtime, request, now)
+        deny = await self.decide(runtime, request, now, runtime.chain.for_event(spec, event))
         if deny is None:
             return
         refusal = await self._refuse(

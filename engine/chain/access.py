@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.chain import POLICIES
-from engine.chain.base import Request, Stage
-from engine.policies.access import Identity, RolePermissions, decide_connect, decide_event
+from engine.chain.base import EventScope, Request, Stage
+from engine.policies.access import (
+    BUILTIN_EVENTS,
+    Identity,
+    RolePermissions,
+    decide_connect,
+    decide_event,
+)
 from engine.policies.decision import ALLOW, Decision, Deny
-from engine.profile.model import Profile
+from engine.profile.model import NamespaceSpec, Profile
 from engine.progress.options import ProgressOptions, serves_tasks
 from engine.progress.task import TASK_EVENTS
 from engine.state import StateStore
@@ -27,6 +33,11 @@ class AccessPolicy:
     def from_profile(profile: Profile) -> AccessPolicy:
         return AccessPolicy(profile.auth.roles, profile.progress)
 
+    def event_scope(self, spec: NamespaceSpec) -> EventScope:
+        """Every event but the built-in room events and, where served, the task events."""
+        tasks = TASK_EVENTS if serves_tasks(self.progress, spec.name) else frozenset()
+        return EventScope(BUILTIN_EVENTS | tasks, inverted=True)
+
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
         spec, who = request.namespace, request.identity
         if spec is None or who is None:
@@ -36,7 +47,7 @@ class AccessPolicy:
             if spec.require_auth and who.user_id is None:
                 return _UNAUTHORIZED
             decision = decide_connect(spec.access, self.roles, identity)
-        elif serves_tasks(self.progress, spec.name) and request.event in TASK_EVENTS:
+        elif request.event in TASK_EVENTS and serves_tasks(self.progress, spec.name):
             return ALLOW  # built-ins here: decided by the progress policy and the task's owner
         else:
             decision = decide_event(spec.access, self.roles, identity, request.event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from engine.auth import Identity
 from engine.policies.decision import Decision
@@ -53,3 +53,29 @@ class PolicyFactory(Protocol):
     """A registered policy type: builds the policy for a profile, or None when it is off."""
 
     def __call__(self, profile: Profile) -> Policy | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventScope:
+    """The event names of one namespace a policy decides: `names`, or all but them (`inverted`).
+
+    Outside its scope the policy allows without looking at the request, the store or the
+    clock, so the chain leaves it out for those events when it is built rather than asking it
+    on every event.
+    """
+
+    names: frozenset[str] = frozenset()
+    inverted: bool = False
+
+    def covers(self, event: str) -> bool:
+        return (event in self.names) != self.inverted
+
+
+EVERY_EVENT = EventScope(inverted=True)
+
+
+@runtime_checkable
+class EventScoped(Protocol):
+    """A policy that decides only some events of a namespace (the others it always allows)."""
+
+    def event_scope(self, spec: NamespaceSpec) -> EventScope: ...

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.chain import POLICIES
-from engine.chain.base import Request, Stage
+from engine.chain.base import EventScope, Request, Stage
 from engine.policies.decision import ALLOW, Decision, Deny
-from engine.profile.model import Profile
+from engine.profile.model import NamespaceSpec, Profile
 from engine.progress.options import ProgressOptions, serves_tasks
 from engine.progress.task import TASK_EVENTS, task_id_of
 from engine.state import StateStore
@@ -24,6 +24,11 @@ class ProgressPolicy:
     options: ProgressOptions
     name: str = "progress"
     stages: frozenset[Stage] = frozenset({"event"})
+
+    def event_scope(self, spec: NamespaceSpec) -> EventScope:
+        """The task events, where `[progress]` serves them; elsewhere nothing."""
+        served = serves_tasks(self.options, spec.name)
+        return EventScope(TASK_EVENTS if served else frozenset())
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
         if request.event not in TASK_EVENTS or request.namespace is None:

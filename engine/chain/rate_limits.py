@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.chain import POLICIES
-from engine.chain.base import Request, Stage
+from engine.chain.base import EventScope, Request, Stage
 from engine.policies.decision import ALLOW, Decision, Deny
-from engine.profile.model import Profile, RateLimit
+from engine.profile.model import NamespaceSpec, Profile, RateLimit
 from engine.state import StateStore
 
 
@@ -69,6 +69,11 @@ class EventRate:
 
     name: str = "event_rate"
     stages: frozenset[Stage] = frozenset({"event"})
+
+    def event_scope(self, spec: NamespaceSpec) -> EventScope:
+        """The namespace's declared events with a `rate_limit`."""
+        events = spec.events or {}
+        return EventScope(frozenset(n for n, e in events.items() if e.rate_limit is not None))
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
         spec = request.namespace

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.chain import POLICIES
-from engine.chain.base import Request, Stage
+from engine.chain.base import EventScope, Request, Stage
 from engine.policies.decision import ALLOW, Decision, Deny
-from engine.profile.model import Profile
+from engine.profile.model import NamespaceSpec, Profile
 from engine.rooms import valid_room_name
 from engine.state import StateStore
 
@@ -26,6 +26,10 @@ def room_of(args: Any) -> str | None:
 class RoomsPolicy:
     name: str = "rooms"
     stages: frozenset[Stage] = frozenset({"event"})
+
+    def event_scope(self, spec: NamespaceSpec) -> EventScope:
+        """Only the built-in room events; any other name is allowed unseen."""
+        return EventScope(BUILTIN_EVENTS)
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
         if request.event not in BUILTIN_EVENTS or request.namespace is None:

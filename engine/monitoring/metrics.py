@@ -144,3 +144,58 @@ class Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+
+class EventChildren:
+    """The children one bounded ``(namespace, event)`` label pair updates, fetched once.
+
+    Every event reaches two or three of these; looking each up through :meth:`Metrics.child`
+    costs a key tuple and a dict probe per metric per event. Each group is fetched on its first
+    use, never before, so the exposition shows exactly the series it showed without this (a
+    child fetched early would export a zero series).
+    """
+
+    __slots__ = (
+        "ev",
+        "handler",
+        "handler_errors",
+        "inbound",
+        "labels",
+        "metrics",
+        "ns",
+        "outbound",
+    )
+
+    def __init__(self, metrics: Metrics, ns: str, ev: str) -> None:
+        self.metrics = metrics
+        self.ns = ns
+        self.ev = ev
+        self.labels = (("namespace", ns), ("event", ev))
+        self.inbound: tuple[Any, Any] | None = None
+        self.outbound: tuple[Any, Any] | None = None
+        self.handler: Any = None
+        self.handler_errors: Any = None
+
+    def fetch_inbound(self) -> tuple[Any, Any]:
+        """``engine_events_in_total`` and ``engine_bytes_in_total`` of this pair."""
+        m = self.metrics
+        self.inbound = (m.child(m.events_in, self.ns, self.ev), m.child(m.bytes_in, self.ns))
+        return self.inbound
+
+    def fetch_outbound(self) -> tuple[Any, Any]:
+        """``engine_events_out_total`` and ``engine_bytes_out_total`` of this pair."""
+        m = self.metrics
+        self.outbound = (m.child(m.events_out, self.ns, self.ev), m.child(m.bytes_out, self.ns))
+        return self.outbound
+
+    def fetch_handler(self) -> Any:
+        """``engine_handler_duration_seconds`` of this pair."""
+        m = self.metrics
+        self.handler = m.child(m.handler, self.ns, self.ev)
+        return self.handler
+
+    def fetch_handler_errors(self) -> Any:
+        """``engine_handler_errors_total`` of this pair."""
+        m = self.metrics
+        self.handler_errors = m.child(m.handler_errors, self.ns, self.ev)
+        return self.handler_errors

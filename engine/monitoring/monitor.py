@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from engine.monitoring import tasks
 from engine.monitoring.health import HealthInputs, HealthReport, assess
-from engine.monitoring.metrics import OTHER, Capped, Metrics
+from engine.monitoring.metrics import OTHER, Capped, EventChildren, Metrics
 from engine.monitoring.options import MonitoringOptions
 from engine.monitoring.records import EventRecord, Labels, MetricsSnapshot, TimingSeries, redact
 from engine.monitoring.series import Reservoir, Sample, Second, Series
@@ -116,6 +116,11 @@ class Monitor:
         self._refused_codes = Capped()
         self.registry = CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(self.registry, profile_name, config_hash)
+        # (namespace, event) as received -> its label pair's children; only pairs that are
+        # their own labels (declared, so bounded) are kept, and a reload that changes the
+        # declared events clears it. By label pair: bounded by the declared events ever served.
+        self._event_children: dict[tuple[str, str], EventChildren] = {}
+        self._label_children: dict[tuple[str, str], EventChildren] = {}
 
         now = clock()
         self._wall_offset = time.time() - now
@@ -179,9 +184,26 @@ class Monitor:
         declared = self._declared.get(namespace)
         return event if declared is not None and event in declared else OTHER
 
+    def _children(self, namespace: str, event: str) -> EventChildren:
+        """The bounded labels of (``namespace``, ``event``) and their metric children."""
+        key = (namespace, event)
+        found = self._event_children.get(key)
+        if found is not None:
+            return found
+        labels = (self._ns(namespace), self._event(namespace, event))
+        found = self._label_children.get(labels)
+        if found is None:
+            found = self._label_children[labels] = EventChildren(self.metrics, *labels)
+        if labels == key:  # a pair that is its own labels: one of a bounded set
+            self._event_children[key] = found
+        return found
+
     # -- per-second series -------------------------------------------------------------------
 
     def _roll(self, now: float) -> Second:
+        cur = self.series.cur
+        if int(now) <= cur.sec:
+            return cur  # within the second being filled: nothing closes, no count needed
         return self.series.roll(now, sum(self._connections.values()))
 
     def _now(self) -> Second:
@@ -298,13 +320,13 @@ class Monitor:
         """An event arrived (undeclared events count as ``other``)."""
         cur = self._now()
         cur.events_in += 1
-        ns = self._ns(namespace)
-        ev = self._event(namespace, event)
-        self.metrics.child(self.metrics.events_in, ns, ev).inc()
-        self.metrics.child(self.metrics.bytes_in, ns).inc(max(nbytes, 0))
+        children = self._children(namespace, event)
+        events_in, bytes_in = children.inbound or children.fetch_inbound()
+        events_in.inc()
+        bytes_in.inc(max(nbytes, 0))
         if self._aggregate:
-            self._count("engine_events_in_total", (("namespace", ns), ("event", ev)))
-            self._count("engine_bytes_in_total", (("namespace", ns),), max(nbytes, 0))
+            self._count("engine_events_in_total", children.labels)
+            self._count("engine_bytes_in_total", children.labels[:1], max(nbytes, 0))
 
     @_never_raises()
     def event_out(self, namespace: str, event: str, nbytes: int, recipients: int) -> None:
@@ -312,13 +334,13 @@ class Monitor:
         n = max(recipients, 0)
         cur = self._now()
         cur.events_out += n
-        ns = self._ns(namespace)
-        ev = self._event(namespace, event)
-        self.metrics.child(self.metrics.events_out, ns, ev).inc(n)
-        self.metrics.child(self.metrics.bytes_out, ns).inc(max(nbytes, 0) * n)
+        children = self._children(namespace, event)
+        events_out, bytes_out = children.outbound or children.fetch_outbound()
+        events_out.inc(n)
+        bytes_out.inc(max(nbytes, 0) * n)
         if self._aggregate:
-            self._count("engine_events_out_total", (("namespace", ns), ("event", ev)), n)
-            self._count("engine_bytes_out_total", (("namespace", ns),), max(nbytes, 0) * n)
+            self._count("engine_events_out_total", children.labels, n)
+            self._count("engine_bytes_out_total", children.labels[:1], max(nbytes, 0) * n)
 
     @_never_raises()
     def handler_finished(self, namespace: str, event: str, seconds: float, error: bool) -> None:
@@ -327,19 +349,19 @@ class Monitor:
         seconds = max(seconds, 0.0)
         cur.handler_calls += 1
         cur.add_latency(seconds)
-        ns = self._ns(namespace)
-        ev = self._event(namespace, event)
-        self.metrics.child(self.metrics.handler, ns, ev).observe(seconds)
-        labels = (("namespace", ns), ("event", ev))
+        children = self._children(namespace, event)
+        (children.handler or children.fetch_handler()).observe(seconds)
         if self._aggregate:
-            self._time("engine_handler_duration_seconds", labels, seconds)
+            self._time("engine_handler_duration_seconds", children.labels, seconds)
         if error:
             cur.handler_errors += 1
             cur.errors += 1
-            self.metrics.child(self.metrics.handler_errors, ns, ev).inc()
+            (children.handler_errors or children.fetch_handler_errors()).inc()
             if self._aggregate:
-                self._count("engine_handler_errors_total", labels)
-            self._emit("errors", {"code": "handler_error", "namespace": ns, "event": ev})
+                self._count("engine_handler_errors_total", children.labels)
+            self._emit(
+                "errors", {"code": "handler_error", "namespace": children.ns, "event": children.ev}
+            )
 
     @_never_raises()
     def ack_round_trip(self, namespace: str, seconds: float) -> None:
@@ -413,6 +435,7 @@ class Monitor:
             if declared_events is not None:
                 self._declared = {ns: frozenset(evs) for ns, evs in declared_events.items()}
                 self._namespaces = frozenset(self._declared) | {"/"}
+                self._event_children.clear()  # which received names are their own labels
         self._emit(
             "lifecycle",
             {

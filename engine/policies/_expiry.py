@@ -44,6 +44,9 @@ class ExpiryIndex:
 
     def pop_due(self, now: float) -> list[str]:
         """Remove and return every key whose deadline is at or before ``now``."""
+        heap = self._heap
+        if not heap or heap[0][0] > now:
+            return []  # every entry, stale or live, is later: nothing is due
         due: list[str] = []
         while (top := self.peek()) is not None and top[0] <= now:
             heapq.heappop(self._heap)

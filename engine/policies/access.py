@@ -38,6 +38,7 @@ __all__ = [
 BUILTIN_EVENTS: frozenset[str] = frozenset({"join_room", "leave_room"})
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_MAX_ROLE_SETS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,10 @@ class RolePermissions:
     """Role name -> permissions it grants (``[auth.roles.<role>] permissions = [...]``)."""
 
     roles: Mapping[str, frozenset[str]]
+    # role set -> the union of its permissions: every event asks, with one of a few role sets
+    _granted: dict[frozenset[str], frozenset[str]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def from_profile(cls, mapping: Mapping[str, Any]) -> RolePermissions:
@@ -57,6 +62,16 @@ class RolePermissions:
 
     def permissions_for(self, roles: Iterable[str]) -> frozenset[str]:
         """Union of the permissions of ``roles``."""
+        if isinstance(roles, frozenset):
+            found = self._granted.get(roles)
+            if found is None:
+                if len(self._granted) >= _MAX_ROLE_SETS:
+                    self._granted.clear()  # role sets come from tokens: keep the memo bounded
+                found = self._granted[roles] = self._union(roles)
+            return found
+        return self._union(roles)
+
+    def _union(self, roles: Iterable[str]) -> frozenset[str]:
         granted: set[str] = set()
         for role in roles:
             granted |= self.roles.get(role, frozenset())
@@ -131,9 +146,11 @@ def decide_connect(
         return ALLOW
     if identity.anonymous:
         return _UNAUTHORIZED
-    if access.require_roles and not (identity.roles & access.require_roles):
+    if access.require_roles and identity.roles.isdisjoint(access.require_roles):
         return Deny("forbidden", "a required role is missing")
-    if not access.require_permissions <= roles_map.permissions_for(identity.roles):
+    if access.require_permissions and not (
+        access.require_permissions <= roles_map.permissions_for(identity.roles)
+    ):
         return Deny("forbidden", "a required permission is missing")
     return ALLOW
 

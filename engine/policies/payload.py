@@ -288,8 +288,9 @@ def check(value: object, limits: PayloadLimits) -> Violation | None:
         if isinstance(item, str):
             if len(item) > limits.max_string_length:
                 return Violation(f"string longer than {limits.max_string_length} characters", path)
-            if any(p.search(item) for p in patterns):
-                return Violation("string matches a denied pattern", path)
+            for pattern in patterns:
+                if pattern.search(item):
+                    return Violation("string matches a denied pattern", path)
         elif item is None or isinstance(item, bool | int):
             continue
         elif isinstance(item, float):
@@ -305,8 +306,9 @@ def check(value: object, limits: PayloadLimits) -> Violation | None:
                     return Violation("object keys must be strings", path)
                 if len(key) > limits.max_string_length:
                     return Violation(f"key longer than {limits.max_string_length} characters", path)
-                if any(p.search(key) for p in patterns):
-                    return Violation("key matches a denied pattern", path)
+                for pattern in patterns:
+                    if pattern.search(key):
+                        return Violation("key matches a denied pattern", path)
                 child_path = path + _key_step(key)
                 pending.append((child, depth + 1, child_path))
         elif isinstance(item, list | tuple):
@@ -314,7 +316,8 @@ def check(value: object, limits: PayloadLimits) -> Violation | None:
                 return Violation(f"nesting deeper than {limits.max_depth}", path)
             if len(item) > limits.max_array_length:
                 return Violation(f"array has more than {limits.max_array_length} elements", path)
-            pending.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(item))
+            for i, child in enumerate(item):
+                pending.append((child, depth + 1, f"{path}[{i}]"))
         elif isinstance(item, bytes | bytearray | memoryview):
             if not limits.allow_binary:
                 return Violation("binary attachments are not allowed", path)

@@ -82,6 +82,9 @@ class Admission:
     retry_after_seconds: float
 
 
+_ADMITTED = Admission(True, 0.0)  # immutable: one for every admission
+
+
 def _level(options: TokenBucket, state: BucketState, at: float) -> float:
     """Tokens the bucket would hold at ``at`` (no refill for times not after ``updated``)."""
     if at <= state.updated:
@@ -119,11 +122,12 @@ def take(
     if not (math.isfinite(cost) and cost >= 0):
         raise ValueError(f"cost must be a finite number >= 0, got {cost!r}")
     if state is None:
-        current = BucketState(float(options.burst), now)
+        tokens, updated = float(options.burst), now
     else:
-        current = BucketState(_level(options, state, now), max(state.updated, now))
-    if current.tokens >= cost - TOLERANCE:
-        return Admission(True, 0.0), BucketState(current.tokens - cost, current.updated)
+        tokens, updated = _level(options, state, now), max(state.updated, now)
+    if tokens >= cost - TOLERANCE:
+        return _ADMITTED, BucketState(tokens - cost, updated)
+    current = BucketState(tokens, updated)
     if cost > options.burst:
         return Admission(False, math.inf), current
     return Admission(False, _delay_until_level(options, current, now, cost, TOLERANCE)), current

@@ -86,6 +86,8 @@ class MemoryStateStore:
         return verdict
 
     async def banned(self, subjects: Sequence[str], now: float) -> Banned | None:
+        if not self._records:
+            return None  # no strikes held: no subject can be banned
         latest: Banned | None = None
         for subject in subjects:
             verdict = check_record(self._records.get(canonical_subject(subject)), now)

@@ -381,3 +381,26 @@ async def test_run_flushes_log_sink_on_cancel(capsys: pytest.CaptureFixture[str]
     assert lines[0]["logger"] == "engine.test.monitoring"
     assert lines[1]["password"] == "***"
     assert lines[1]["level"] == "INFO"
+
+
+def test_event_labels_follow_the_declared_events_across_a_reload() -> None:
+    m = make()
+    m.event_in("/chat", "message", 1)
+    m.event_in("/chat", "poll", 1)  # undeclared: other
+    m.config_reloaded(
+        "applied",
+        config_hash="def456",
+        declared_events={"/chat": frozenset({"poll"}), "/": frozenset({"ping"})},
+    )
+    m.event_in("/chat", "message", 1)  # no longer declared: other
+    m.event_in("/chat", "poll", 1)
+    m.handler_finished("/chat", "poll", 0.001, error=True)
+    assert value(m, "engine_events_in_total", namespace="/chat", event="message") == 1
+    assert value(m, "engine_events_in_total", namespace="/chat", event="other") == 2
+    assert value(m, "engine_events_in_total", namespace="/chat", event="poll") == 1
+    assert value(m, "engine_handler_errors_total", namespace="/chat", event="poll") == 1
+    # a series appears with its first update, not before
+    assert (
+        "engine_events_out_total",
+        frozenset({("namespace", "/chat"), ("event", "poll")}),
+    ) not in samples(m)
