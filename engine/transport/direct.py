@@ -372,7 +372,10 @@ class DirectWebSocket:
             if size < end:
                 return None
             payload = unmask(buffer[start:end], buffer[start - 4 : start])
-            del buffer[:end]
+            if end == size:  # the common case: a fresh buffer keeps no capacity while idle
+                self._buffer = buffer = bytearray()
+            else:
+                del buffer[:end]
             if opcode >= _CLOSE:
                 self._control(opcode, payload)
                 continue
@@ -477,7 +480,11 @@ class DirectWebSockets:
         if handshake is None:
             server.reader = _Replay(data, reader)
             return False
-        await self._serve(server, handshake)
+        try:
+            await self._serve(server, handshake)
+        except Exception:  # one connection's failure is logged once and ends only it
+            log.exception("WebSocket connection failed")
+            server.writer.transport.abort()
         return True
 
     async def _serve(self, server: Any, handshake: Handshake) -> None:
