@@ -453,7 +453,8 @@ class Guard:
         if budget is None:
             return None
         bucket = TokenBucket(budget.max_errors / budget.window_seconds, budget.max_errors)
-        admission = await self.store.take(f"errors:{member.sid}", bucket, self.clock())
+        # one connection's budget: this node's own store, never a round trip
+        admission = await self.store.local.take(f"errors:{member.sid}", bucket, self.clock())
         if admission.allowed:
             return None
         refusal = Refusal(

@@ -1,7 +1,10 @@
 """Token buckets: `connects_per_ip`, `events_per_connection`, `event_rate`, `events_per_user`.
 
 Bucket keys name the policy and the subject, never the limit, so a reload that changes a
-limit applies it to the existing bucket.
+limit applies it to the existing bucket. Buckets of one connection (`events_per_connection`,
+`event_rate`) live in the process's own store (`StateStore.local`) even when the cluster
+shares state: the connection lives on this node, and a shared bucket would cost a round trip
+per event.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class EventsPerConnection:
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
         key = f"rate:{self.name}:{request.sid}"
-        return await _charge(state, key, self.limit, now, "too many events")
+        return await _charge(state.local, key, self.limit, now, "too many events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,7 @@ class EventRate:
             return ALLOW
         assert spec is not None
         key = f"rate:{self.name}:{spec.name}:{request.event}:{request.sid}"
-        return await _charge(state, key, declared.rate_limit, now, "too many events")
+        return await _charge(state.local, key, declared.rate_limit, now, "too many events")
 
 
 def _connects(profile: Profile) -> ConnectsPerIp | None:

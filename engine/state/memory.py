@@ -43,6 +43,10 @@ class MemoryStateStore:
         self.overflow_refusals = 0
         self.untracked_subjects = 0
 
+    @property
+    def local(self) -> MemoryStateStore:
+        return self
+
     # -- token buckets -----------------------------------------------------------------------
 
     async def take(self, key: str, bucket: TokenBucket, now: float) -> Admission:

@@ -45,6 +45,7 @@ from engine.policies.abuse import (
     canonical_subject,
 )
 from engine.policies.rate_limit import TOLERANCE, Admission, BucketState, TokenBucket
+from engine.state.memory import MemoryStateStore
 
 try:
     from redis.asyncio import Redis
@@ -164,6 +165,8 @@ class RedisStateStore:
         self._offset = 0.0  # server time minus time.monotonic(), from the latest reply
         self.refresh_failures = 0
         self._beat: asyncio.Event | None = None
+        # per-connection state stays on this node (engine.state.store.StateStore.local)
+        self.local = MemoryStateStore()
 
     @classmethod
     def from_options(

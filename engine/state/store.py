@@ -12,10 +12,13 @@ a `Banned.until` is only comparable with another `until` of the same store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from engine.policies.abuse import AbuseOptions, Banned, Verdict
 from engine.policies.rate_limit import Admission, TokenBucket
+
+if TYPE_CHECKING:
+    from engine.state.memory import MemoryStateStore
 
 
 class StoreUnavailable(Exception):
@@ -60,6 +63,13 @@ class StateStore(Protocol):
 
     def count(self, key: str) -> int:
         """Current connection count of `key` (best effort, for dashboards and tests)."""
+        ...
+
+    @property
+    def local(self) -> MemoryStateStore:
+        """This process's own store, for state that belongs to one connection (its event
+        buckets, its error budget). A connection lives on one node: sharing its state would
+        only cost a round trip per event."""
         ...
 
     @property

@@ -201,8 +201,10 @@ class DirectWebSocket:
         "guard",
         "key",
         "limit",
+        "on_accept",
         "reader",
         "sid",
+        "status",
         "writer",
     )
 
@@ -226,11 +228,15 @@ class DirectWebSocket:
         self._kind = _TEXT
         self._sent_close = False
         self._closed = False
+        self.status = 0  # of the HTTP response written (101 once upgraded)
+        # awaited once the upgrade is written (the access log, when it is on)
+        self.on_accept: Callable[[], Awaitable[None]] | None = None
 
     # -- HTTP, before the upgrade ----------------------------------------------------------------
 
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """A plain HTTP response instead of the upgrade; the connection closes after it."""
+        self.status = status
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"]
         names = set()
         for name, value in headers:
@@ -250,6 +256,7 @@ class DirectWebSocket:
         self.respond(STATUS.get(refusal.code, 403), headers, body)
 
     def accept(self) -> None:
+        self.status = 101
         self.writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
             b"sec-websocket-accept: " + accept_key(self.key).encode("ascii") + b"\r\n\r\n"
@@ -259,6 +266,9 @@ class DirectWebSocket:
         """engineio's `ws(environ)`: accept, then run the session's handler on this socket."""
         self.sid = getattr(getattr(handler, "__self__", None), "sid", "")
         self.accept()
+        if self.on_accept is not None:
+            await self.on_accept()
+            self.on_accept = None
         await handler(self)
         return ""
 
@@ -495,6 +505,15 @@ class DirectWebSockets:
         if remote.startswith("::ffff:") and "." in remote:
             remote = remote[7:]
         environ = _environ(handshake, remote, peer[1], server, ws)
+        access = server.config.log if server.config.accesslog is not None else None
+        if access is not None:  # as hypercorn: one line when the upgrade is answered
+            secure = writer.get_extra_info("ssl_object") is not None
+            request = _scope(handshake, peer, secure)
+
+            async def log_upgrade() -> None:
+                await access.access(request, {"status": 101, "headers": []}, 0.0)
+
+            ws.on_accept = log_upgrade
         try:
             if "sid=" not in handshake.query:
                 ip = self.guard.client_ip(remote, handshake.headers)
@@ -503,13 +522,13 @@ class DirectWebSockets:
                     ws.refuse(refusal)
                     return
             await self.eio.handle_direct(environ)
-            log_access = getattr(server.config.log, "access_logger", None)
-            if log_access is not None:
-                await server.config.log.access(_scope(handshake, peer), {"status": 101}, 0.0)
         finally:
             environ.pop(DIRECT, None)
+            ws.on_accept = None
             if not writer.transport.is_closing():
                 writer.close()
+            if access is not None and ws.status not in (0, 101):
+                await access.access(request, {"status": ws.status, "headers": []}, 0.0)
 
 
 def _environ(
@@ -536,12 +555,12 @@ def _environ(
     return environ
 
 
-def _scope(handshake: Handshake, peer: Any) -> dict[str, Any]:
+def _scope(handshake: Handshake, peer: Any, secure: bool) -> dict[str, Any]:
     """The ASGI-like request hypercorn's access logger formats (only when it is on)."""
     return {
         "type": "websocket",
         "http_version": "1.1",
-        "scheme": "ws",
+        "scheme": "wss" if secure else "ws",
         "method": "GET",
         "path": handshake.path,
         "query_string": handshake.query.encode("latin-1"),

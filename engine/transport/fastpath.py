@@ -240,6 +240,25 @@ class FastSocket(ProtocolSocket):
     _ws: Any = None
     _writing: asyncio.Future[None] | None = None
 
+    async def send(self, pkt: packet.Packet) -> None:
+        ws = self._ws
+        queue = self.queue
+        if (
+            ws is not None
+            and self._writing is None
+            and queue.notify is not None
+            and not queue.qsize()
+            and getattr(ws, "direct", False)
+        ):
+            # the engine's own WebSocket, nothing queued before this packet: write it now
+            if self.closed:
+                raise exceptions.SocketIsClosedError()
+            if not ws.write(pkt.encode()):
+                queue.notify = None  # as engineio's writer: nothing is sent after this
+                ws.close_now()
+            return
+        await super().send(pkt)
+
     def _start_writer(self) -> None:
         if self._writing is not None:
             return

@@ -40,6 +40,7 @@ tokens = [
 
 [security.rate_limits]
 events_per_user = { rate_per_second = 0.001, burst = 6 }
+events_per_connection = { rate_per_second = 100, burst = 100 }
 
 [security.abuse]
 strikes = 3
@@ -124,6 +125,10 @@ async def test_limits_bans_and_caps_hold_across_nodes(
             answers.append(await client.call("echo", index, timeout=5))
         assert answers[:6] == [0, 1, 2, 3, 4, 5]
         assert answers[6]["error"]["code"] == "rate_limited"  # a strike, on ip and user
+        # a connection's own bucket stays on its node: no Redis round trip per event for it
+        connection_key = f"rate:events_per_connection:{on_a.get_sid('/')}"
+        assert await store(a).primary.read_bucket(connection_key) is None
+        assert store(a).local.bucket(connection_key) is not None
 
         # max_per_ip = 3 counts the connections of both nodes: two held, one more fits
         third = await connect(b.url, "alice-token")
