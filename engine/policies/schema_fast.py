@@ -87,6 +87,14 @@ def compile_check(schema: Any) -> Check | None:
     return lambda v: all(check(v) for check in checks)
 
 
+def _range(schema: Mapping[str, Any], low: str, high: str) -> tuple[int, float] | None:
+    """`(low, high)` of a pair of count keywords (absent: 0, infinity); None if not integers."""
+    counts = (schema.get(low), schema.get(high))
+    if any(c is not None and not (isinstance(c, int) and not isinstance(c, bool)) for c in counts):
+        return None
+    return counts[0] or 0, counts[1] if counts[1] is not None else float("inf")
+
+
 def _bound(schema: Mapping[str, Any], key: str) -> bool:
     return key not in schema or _is_number(schema[key])
 
@@ -131,12 +139,11 @@ def _objects(schema: Mapping[str, Any], checks: list[Check]) -> bool:
     properties = schema.get("properties", {})
     required = schema.get("required", [])
     extra = schema.get("additionalProperties", True)
-    counts = (schema.get("minProperties"), schema.get("maxProperties"))
-    if not isinstance(properties, Mapping) or not isinstance(required, list):
+    counted = "minProperties" in schema or "maxProperties" in schema
+    sizes = _range(schema, "minProperties", "maxProperties")
+    if not isinstance(properties, Mapping) or not isinstance(required, list) or sizes is None:
         return False
     if not all(isinstance(r, str) for r in required) or extra not in (True, False):
-        return False
-    if any(c is not None and not (isinstance(c, int) and not isinstance(c, bool)) for c in counts):
         return False
     subs: dict[str, Check] = {}
     for name, sub in properties.items():
@@ -144,11 +151,10 @@ def _objects(schema: Mapping[str, Any], checks: list[Check]) -> bool:
         if check is None:
             return False
         subs[name] = check
-    if not (subs or required or extra is False or counts != (None, None)):
+    if not (subs or required or extra is False or counted):
         return True
     needed = tuple(required)
-    fewest = counts[0] or 0
-    most = counts[1] if counts[1] is not None else float("inf")
+    fewest, most = sizes
 
     def valid_object(v: Any) -> bool:
         if not isinstance(v, dict):
@@ -173,18 +179,18 @@ def _objects(schema: Mapping[str, Any], checks: list[Check]) -> bool:
 
 def _arrays(schema: Mapping[str, Any], checks: list[Check]) -> bool:
     items = schema.get("items")
-    counts = (schema.get("minItems"), schema.get("maxItems"))
-    if any(c is not None and not (isinstance(c, int) and not isinstance(c, bool)) for c in counts):
+    counted = "minItems" in schema or "maxItems" in schema
+    sizes = _range(schema, "minItems", "maxItems")
+    if sizes is None:
         return False
     each: Check | None = None
     if items is not None:
         each = compile_check(items)
         if each is None:
             return False  # a tuple of schemas, or an item schema beyond the subset
-    if each is None and counts == (None, None):
+    if each is None and not counted:
         return True
-    fewest = counts[0] or 0
-    most = counts[1] if counts[1] is not None else float("inf")
+    fewest, most = sizes
 
     def valid_array(v: Any) -> bool:
         if not isinstance(v, list):

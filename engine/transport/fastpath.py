@@ -82,6 +82,9 @@ def tune_gc(threshold_objects: int) -> None:
     gc.set_threshold(threshold_objects, gen1, gen2)
 
 
+_EMPTY = object()  # FastSocket._next_queued: nothing is queued
+
+
 class _Deadline:
     """Cancel ``task`` when one wait (``start()`` .. ``stop()``) lasts ``timeout`` seconds.
 
@@ -267,11 +270,9 @@ class FastSocket(ProtocolSocket):
             # the engine's own WebSocket writes synchronously: no task unless the peer lags
             queue = self.queue
             while True:
-                try:
-                    pkt = queue.get_nowait()
-                except asyncio.QueueEmpty:
+                pkt = self._next_queued()
+                if pkt is _EMPTY:
                     return
-                queue.task_done()
                 if pkt is None or not ws.write(pkt.encode()):
                     queue.notify = None  # as engineio's writer: nothing is sent after this
                     ws.close_now()
@@ -280,17 +281,24 @@ class FastSocket(ProtocolSocket):
                     break
         self._writing = asyncio.ensure_future(self._write_queued())
 
+    def _next_queued(self) -> Any:
+        """The next queued packet, marked done (None: close the WebSocket), or `_EMPTY`."""
+        try:
+            pkt = self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return _EMPTY
+        self.queue.task_done()
+        return pkt
+
     async def _write_queued(self) -> None:
         """Send what is queued, then end; `None` (or a failed send) closes the WebSocket."""
         queue = self.queue
         ws = self._ws
         try:
             while True:
-                try:
-                    pkt = queue.get_nowait()
-                except asyncio.QueueEmpty:
+                pkt = self._next_queued()
+                if pkt is _EMPTY:
                     return
-                queue.task_done()
                 if pkt is None:
                     break
                 try:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-import socketio
 
 from engine.serve import Running
 from engine.transport.direct import unmask
@@ -37,13 +36,8 @@ shutdown_grace_seconds = 1
 strikes = 1000
 
 [namespaces."/"]
-handler = "tests.integration.test_direct_websocket:Echo"
+handler = "tests.integration.test_protocol:Echo"
 """
-
-
-class Echo(socketio.AsyncNamespace):  # type: ignore[misc]
-    async def on_echo(self, sid: str, data: object) -> object:
-        return data
 
 
 @pytest.fixture
