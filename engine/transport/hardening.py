@@ -6,8 +6,9 @@
   nothing and connected clients keep their latency.
 - Long-polling request bodies are limited in bytes while they are received (engineio reads a
   whole body before checking its size).
-- A connection from an address under a ban is closed at TCP accept, before any HTTP parsing
-  (`refuse_at_accept`; the guard's `BannedPeers` view, published in `ACCEPT`).
+- A connection from an address under a ban is closed at TCP accept, in the listener's protocol
+  factory, before asyncio builds a stream or a task for it (`start_server`, which hypercorn's
+  listener calls; the guard's `BannedPeers` view, published in `ACCEPT`).
 - WebSocket messages are limited in UTF-8 *bytes* while frames arrive: hypercorn counts the
   characters of text messages, so 4-byte characters would pass at 4x the limit. A message
   over the limit aborts the TCP connection at once: no close handshake, and the rest of the
@@ -21,6 +22,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -76,7 +78,7 @@ def engineio_packet_problem(text: str) -> str | None:
 
 # The connection (asyncio StreamWriter) whose bytes the current task is parsing: hypercorn
 # reads, parses HTTP and WebSocket frames, and fills the message buffer in the connection's own
-# task, which `refuse_at_accept` starts by setting this.
+# task, which `serve_accepted` starts by setting this.
 CONNECTION: contextvars.ContextVar[Any] = contextvars.ContextVar("engine_connection")
 
 
@@ -128,27 +130,18 @@ def accept_without_deflate(
     return accept
 
 
-def refuse_at_accept(
+def serve_accepted(
     original: Callable[..., Any], take: Callable[[Any], Awaitable[bool]] | None = None
 ) -> Callable[..., Any]:
-    """Wrap hypercorn's `TCPServer.run`: a banned peer is closed before any HTTP parsing.
+    """Wrap hypercorn's `TCPServer.run`: the engine may serve the connection itself.
 
-    `take(server)` may serve the connection instead of hypercorn (True when it did; see
-    engine.transport.direct).
-
-    The ban view is read at each accept from `ACCEPT.bans`, which the engine sets to its
-    guard's `BannedPeers`; with no ban in force the cost is one dict lookup. The connection's
-    writer is published in `CONNECTION` for the frame limit's abort.
+    `take(server)` serves it instead of hypercorn when it is a Socket.IO WebSocket handshake
+    (True; see engine.transport.direct). The connection's writer is published in `CONNECTION`
+    for the frame limit's abort, and a finished connection's objects are released.
     """
 
     async def run(self: Any) -> None:
         writer = self.writer
-        bans = ACCEPT.bans
-        if bans is not None and bans.until:
-            peer = writer.get_extra_info("peername")
-            if peer and bans.refuses(_peer_ip(peer[0])):
-                writer.transport.abort()
-                return
         CONNECTION.set(writer)
         try:
             if take is None or not await take(self):
@@ -161,6 +154,51 @@ def refuse_at_accept(
             _release(self)
 
     return run
+
+
+class _AcceptGate(asyncio.Protocol):
+    """The first protocol of every accepted connection: a peer under a ban is closed here.
+
+    Nothing else exists yet for the connection (no stream, no task, no hypercorn object): a
+    refusal costs the kernel's accept and one dict lookup. Any other peer gets the protocol
+    `asyncio.start_server` would have made, and the connection proceeds as if the gate had
+    never been there.
+    """
+
+    __slots__ = ("streams",)
+
+    def __init__(self, streams: Callable[[], asyncio.Protocol]) -> None:
+        self.streams = streams
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        bans = ACCEPT.bans
+        if bans is not None and bans.until:
+            peer = transport.get_extra_info("peername")
+            if peer and bans.refuses(_peer_ip(peer[0])):
+                transport.abort()  # type: ignore[attr-defined]
+                return
+        protocol = self.streams()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+async def start_server(
+    client_connected_cb: Callable[..., Any],
+    host: Any = None,
+    port: Any = None,
+    *,
+    limit: int = 2**16,
+    **kwds: Any,
+) -> asyncio.Server:
+    """`asyncio.start_server` (hypercorn's listener), with `_AcceptGate` in front of the
+    streams: the bans in `ACCEPT` are checked before asyncio builds anything per connection."""
+    loop = asyncio.get_running_loop()
+
+    def streams() -> asyncio.Protocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+    return await loop.create_server(lambda: _AcceptGate(streams), host, port, **kwds)
 
 
 def _release(server: Any) -> None:

@@ -17,6 +17,7 @@ from functools import partial
 from importlib.metadata import version
 from typing import Any
 
+from hypercorn.asyncio import run as hypercorn_run
 from hypercorn.asyncio import task_group, tcp_server
 from hypercorn.protocol import ws_stream
 
@@ -25,7 +26,8 @@ from engine.transport.fastpath import install_socket
 from engine.transport.hardening import (
     ByteCountingBuffer,
     accept_without_deflate,
-    refuse_at_accept,
+    serve_accepted,
+    start_server,
 )
 from engine.transport.lean import LeanQueue
 from engine.transport.protocol import LEAN_QUEUE, check_engineio
@@ -68,6 +70,16 @@ def check_shapes() -> None:
         and callable(getattr(task_group, "_handle", None))
     ):
         problems.append("hypercorn.asyncio.task_group.TaskGroup.spawn_app changed shape")
+    serve = getattr(hypercorn_run, "worker_serve", None)
+    if not (
+        (
+            getattr(hypercorn_run, "asyncio", None) is asyncio
+            or isinstance(getattr(hypercorn_run, "asyncio", None), _ListenerAsyncio)
+        )
+        and callable(serve)
+        and "asyncio.start_server(" in inspect.getsource(serve)
+    ):
+        problems.append("hypercorn.asyncio.run.worker_serve no longer calls asyncio.start_server")
     try:
         check_engineio()
     except RuntimeError as exc:
@@ -88,13 +100,25 @@ def install() -> None:
     ws_stream.WebsocketBuffer = ByteCountingBuffer  # type: ignore[misc]
     original: Any = ws_stream.Handshake.accept
     ws_stream.Handshake.accept = accept_without_deflate(original)  # type: ignore[method-assign]
-    tcp_server.TCPServer.run = refuse_at_accept(  # type: ignore[method-assign]
+    tcp_server.TCPServer.run = serve_accepted(  # type: ignore[method-assign]
         tcp_server.TCPServer.run, take_connection
     )
+    hypercorn_run.asyncio = _ListenerAsyncio()  # type: ignore[attr-defined,assignment]
     if LEAN_QUEUE:
         task_group.TaskGroup.spawn_app = _spawn_app_lean  # type: ignore[method-assign]
     install_socket()
     _installed = True
+
+
+class _ListenerAsyncio:
+    """hypercorn's listener module sees asyncio through this: asyncio itself, except that
+    `start_server` puts the accept-time ban check in front of the streams
+    (`engine.transport.hardening.start_server`)."""
+
+    start_server = staticmethod(start_server)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
 
 
 async def _spawn_app_lean(
