@@ -252,6 +252,7 @@ class FastSocket(ProtocolSocket):
             and queue.notify is not None
             and not queue.qsize()
             and getattr(ws, "direct", False)
+            and not ws.backlogged()
         ):
             # the engine's own WebSocket, nothing queued before this packet: write it now
             if self.closed:

@@ -11,15 +11,18 @@ import base64
 import contextlib
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
 import pytest
+import socketio
 
 from engine.serve import Running
 from engine.transport.direct import unmask
 from tests.conftest import serving
+from tests.integration.test_hostile import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +40,21 @@ strikes = 1000
 
 [namespaces."/"]
 handler = "tests.integration.test_protocol:Echo"
+
+[namespaces."/flood"]
+handler = "tests.integration.test_direct_websocket:Flood"
 """
+
+CHUNK = "x" * 8192
+
+
+class Flood(socketio.AsyncNamespace):  # type: ignore[misc]
+    """Sends its caller more than a socket buffer holds, in numbered chunks."""
+
+    async def on_flood(self, sid: str, count: int) -> int:
+        for index in range(count):
+            await self.emit("chunk", {"i": index, "pad": CHUNK}, to=sid)
+        return count
 
 
 @pytest.fixture
@@ -231,3 +248,43 @@ async def test_one_task_per_idle_connection(running: Running) -> None:
         for index, p in enumerate(peers):  # and every one of them is served
             p.text(f'42{index}["echo",{index}]')
             assert await p.message() == f"43{index}[{index}]"
+
+
+async def test_a_peer_that_stops_reading_delays_only_itself(running: Running) -> None:
+    """Writes go straight to the socket until its buffer is full; then the session queues and
+    one writer task waits for the peer. Nobody else waits, nothing is lost or reordered."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: backlog soon
+    sock.connect((running.host, running.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    slow = Peer(reader, writer)
+    try:
+        writer.write(handshake())
+        assert (await slow.head())[0] == 101
+        assert (await slow.message()).startswith("0{")
+        slow.text("40/flood,")
+        assert (await slow.message()).startswith('40/flood,{"sid"')
+        count = 2000  # 2000 x 8 KiB: far more than the kernel's socket buffers hold
+        slow.text(f'42/flood,1["flood",{count}]')
+        sessions = running.engine.sio.eio.sockets
+
+        def lagging() -> bool:  # the slow peer's session waits in a writer task of its own
+            return sum(session._writing is not None for session in sessions.values()) == 1
+
+        await wait_until(lagging)
+        async with peer(running) as bystander:
+            with anyio.fail_after(5):
+                for index in range(20):  # the slow peer reads nothing meanwhile
+                    bystander.text(f'42{index}["echo",{index}]')
+                    assert await bystander.message() == f"43{index}[{index}]"
+        assert lagging()
+        received = []
+        with anyio.fail_after(20):
+            while len(received) < count:
+                message = await slow.message()
+                if message.startswith('42/flood,["chunk"'):
+                    received.append(json.loads(message[len("42/flood,") :])[1]["i"])
+        assert received == list(range(count))
+    finally:
+        writer.transport.abort()
