@@ -35,6 +35,7 @@ import math
 import re
 import weakref
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any
 
 from engine.guard import Guard
@@ -244,6 +245,7 @@ class DirectWebSocket:
             lines.append(f"{name}: {value}")
         if "content-length" not in names:
             lines.append(f"content-length: {len(body)}")
+        lines.append(f"date: {formatdate(usegmt=True)}")  # RFC 9110: a server with a clock
         lines.append("connection: close")
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         self._closed = True
@@ -472,10 +474,17 @@ class DirectWebSockets:
         False: hypercorn serves it (its reader replays the bytes read here).
         """
         reader: asyncio.StreamReader = server.reader
+        data = b""
         try:
             async with asyncio.timeout(server.config.keep_alive_timeout):
-                data = await reader.read(READ_BYTES)
-                if not data.startswith(self.first_line) or b"websocket" not in data[:2048]:
+                # the request line first (a client may send it in pieces), then the whole head
+                while self._may_be_ours(data) and b"\r\n" not in data:
+                    more = await reader.read(READ_BYTES)
+                    if not more:
+                        break
+                    data += more
+                line = data.split(b"\r\n", 1)[0]
+                if not line.startswith(self.first_line) or b"transport=websocket" not in line:
                     server.reader = _Replay(data, reader)
                     return False
                 while b"\r\n\r\n" not in data and len(data) < MAX_HEAD_BYTES:
@@ -496,6 +505,12 @@ class DirectWebSockets:
             log.exception("WebSocket connection failed")
             server.writer.transport.abort()
         return True
+
+    def _may_be_ours(self, data: bytes) -> bool:
+        """Whether the bytes so far can still start a request line for the Socket.IO path."""
+        if len(data) >= MAX_HEAD_BYTES:
+            return False
+        return any(p.startswith(data) or data.startswith(p) for p in self.first_line)
 
     async def _serve(self, server: Any, handshake: Handshake) -> None:
         writer: asyncio.StreamWriter = server.writer
