@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import parse_qs
 
 from engine.guard import Guard
 from engine.refusal import Refusal
@@ -530,7 +531,7 @@ class DirectWebSockets:
 
             ws.on_accept = log_upgrade
         try:
-            if "sid=" not in handshake.query:
+            if not parse_qs(handshake.query).get("sid"):  # a new session: bans, connect rate
                 ip = self.guard.client_ip(remote, handshake.headers)
                 refusal = await self.guard.admit_handshake(ip)
                 if refusal is not None:

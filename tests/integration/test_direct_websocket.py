@@ -289,3 +289,23 @@ async def test_a_peer_that_stops_reading_delays_only_itself(running: Running) ->
         assert received == list(range(count))
     finally:
         writer.transport.abort()
+
+
+async def test_every_new_session_passes_the_connect_rate(
+    write_profile: Callable[..., Path],
+) -> None:
+    """Only a real `sid` parameter makes a request an upgrade of an existing session."""
+    limited = PROFILE.replace(
+        "[security.abuse]",
+        "[security.rate_limits]\nconnects_per_ip = { rate_per_second = 0.001, burst = 1 }\n\n"
+        "[security.abuse]",
+    )
+    async with serving(write_profile(limited)) as running:
+        async with peer(running):
+            pass
+        reader, writer = await asyncio.open_connection(running.host, running.port)
+        writer.write(handshake("/socket.io/?EIO=4&transport=websocket&xsid=1"))
+        status, headers = await Peer(reader, writer).head()
+        writer.transport.abort()
+        assert status == 429
+        assert "retry-after" in headers
