@@ -141,7 +141,12 @@ def parse_handshake(data: bytes, paths: tuple[str, ...], compression: bool) -> H
         if _BAD_VALUE.search(value):
             return None
         name = name.lower()
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
+        if name in headers:
+            if name == "host":
+                return None  # exactly one Host (RFC 9112 3.2); h11 answers 400
+            headers[name] = f"{headers[name]},{value}"
+        else:
+            headers[name] = value
     if "content-length" in headers or "transfer-encoding" in headers or "host" not in headers:
         return None
     if headers.get("upgrade", "").lower() != "websocket":
