@@ -309,3 +309,23 @@ async def test_every_new_session_passes_the_connect_rate(
         writer.transport.abort()
         assert status == 429
         assert "retry-after" in headers
+
+
+async def test_with_compression_on_a_deflate_offer_goes_to_hypercorn(
+    write_profile: Callable[..., Path],
+) -> None:
+    """`websocket_compression = true`: the engine's layer speaks no permessage-deflate, so a
+    handshake that offers it is hypercorn's (which negotiates it); one that does not is the
+    engine's."""
+    compressed = PROFILE.replace("[server]", "[server]\nwebsocket_compression = true")
+    async with serving(write_profile(compressed)) as running:
+        offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+        for extra, served_by_engine in (({}, True), (offer, False)):
+            reader, writer = await asyncio.open_connection(running.host, running.port)
+            writer.write(handshake(**extra))
+            status, headers = await Peer(reader, writer).head()
+            writer.transport.abort()
+            assert status == 101
+            assert ("date" not in headers) is served_by_engine, headers
+            deflate = "permessage-deflate" in headers.get("sec-websocket-extensions", "")
+            assert deflate is not served_by_engine, headers
