@@ -505,6 +505,7 @@ class DirectWebSockets:
         if handshake is None:
             server.reader = _Replay(data, reader)
             return False
+        data = line = b""  # this frame lives as long as the connection: keep no head bytes
         try:
             await self._serve(server, handshake)
         except Exception:  # one connection's failure is logged once and ends only it
@@ -535,9 +536,11 @@ class DirectWebSockets:
                 await access.access(request, {"status": 101, "headers": []}, 0.0)
 
             ws.on_accept = log_upgrade
+        new_session = not parse_qs(handshake.query).get("sid")
+        ip = self.guard.client_ip(remote, handshake.headers) if new_session else ""
+        handshake.headers, handshake.rest = {}, b""  # the environ has them: not kept twice
         try:
-            if not parse_qs(handshake.query).get("sid"):  # a new session: bans, connect rate
-                ip = self.guard.client_ip(remote, handshake.headers)
+            if new_session:  # bans and the connect rate, before any Engine.IO work
                 refusal = await self.guard.admit_handshake(ip)
                 if refusal is not None:
                     ws.refuse(refusal)
