@@ -46,6 +46,7 @@ RESTART_REQUIRED: tuple[KeyPath, ...] = (
     ("server", "listen_backlog"),
     ("server", "event_loop"),
     ("server", "gc_threshold_objects"),
+    ("server", "gc_freeze_survivors"),
     ("server", "handler_mode"),
     ("server", "websocket_server"),
     ("server", "access_log"),

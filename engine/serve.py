@@ -27,7 +27,7 @@ from engine.lifecycle import Lifecycle, Phase
 from engine.monitoring import Monitor
 from engine.monitoring.sinks.prometheus import parse_bind as parse_metrics_bind
 from engine.profile.model import Profile
-from engine.transport.fastpath import tune_gc
+from engine.transport.fastpath import freeze_survivors, tune_gc
 from engine.transport.http import Router
 
 log = logging.getLogger("engine")
@@ -137,6 +137,7 @@ async def serve(
     lifecycle = Lifecycle()
     engine = build_app(profile, lifecycle)
     tune_gc(profile.server.gc_threshold_objects)
+    thaw = freeze_survivors() if profile.server.gc_freeze_survivors else None
     monitor = engine.monitor
     backlog = profile.server.listen_backlog
     sock = open_listener(host, port, backlog, reuse_port=worker is not None)
@@ -179,6 +180,8 @@ async def serve(
             hypercorn_stop.set()  # also ends the metrics listeners
             monitor_scope.cancel()  # Monitor.run flushes its sinks when cancelled
     finally:
+        if thaw is not None:
+            thaw()
         for signum in handled:
             loop.remove_signal_handler(signum)
         if signals:

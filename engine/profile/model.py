@@ -63,6 +63,7 @@ class ServerOptions:
     workers: int = 1  # processes on this host; worker i also listens on port + i
     handler_mode: Literal["task", "inline"] = "task"
     websocket_server: Literal["engine", "hypercorn"] = "engine"
+    gc_freeze_survivors: bool = False
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None

@@ -8,7 +8,8 @@
   ``asyncio.wait_for`` (a task plus a timer) per frame
   received and per batch sent. Same timeouts (``ping_interval + ping_timeout`` for each wait),
   same upgrade from polling, same close sequence.
-- :func:`tune_gc`: freeze what start-up allocated and set the youngest generation's threshold.
+- :func:`tune_gc`: freeze what start-up allocated and set the youngest generation's threshold;
+  :func:`freeze_survivors` (opt-in) freezes what survives every later collection.
 
 ``ENGINE_FASTPATH_DISABLE`` (comma-separated: ``codec``, ``prescan``, ``socket``, ``all``) turns
 parts off, for measuring what each one buys (docs/performance.md); it is not a profile option
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from collections.abc import Callable
 from typing import Any
 
 from engineio import exceptions, packet
@@ -83,6 +85,23 @@ def tune_gc(threshold_objects: int) -> None:
 
 
 _EMPTY = object()  # FastSocket._next_queued: nothing is queued
+
+
+def freeze_survivors() -> Callable[[], None]:
+    """After every collection, freeze what survived it; returns the undo.
+
+    Each collection then scans only what was allocated since the previous one, so no pause
+    grows with the number of open connections. Objects are still freed by reference counting
+    when released; only cycles through a frozen object are never collected
+    (`server.gc_freeze_survivors`).
+    """
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            gc.freeze()
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback)
 
 
 class _Deadline:
