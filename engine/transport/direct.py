@@ -26,13 +26,9 @@ gate does on hypercorn's path (`engine.transport.hardening`).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import json
 import logging
 import math
-import re
 import weakref
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -43,22 +39,32 @@ from engine.guard import Guard
 from engine.refusal import Refusal
 from engine.transport.hardening import STATUS, engineio_packet_problem, malformed
 from engine.transport.protocol import DIRECT
+from engine.transport.rfc6455 import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    INVALID_DATA,
+    MAX_HEAD_BYTES,
+    NORMAL,
+    PING,
+    PONG,
+    PROTOCOL_ERROR,
+    TEXT,
+    Handshake,
+    ProtocolViolation,
+    accept_key,
+    frame,
+    parse_handshake,
+    unmask,
+    valid_close_code,
+)
 
 log = logging.getLogger("engine.transport.direct")
 
-MAX_HEAD_BYTES = 16 * 1024  # as h11's default limit on an incomplete request head
 READ_BYTES = 64 * 1024
 CLOSE_WAIT_SECONDS = 2.0  # after our close frame, how long the peer has to answer it
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REASONS = {101: "Switching Protocols", 400: "Bad Request", 401: "Unauthorized"}
 _REASONS |= {403: "Forbidden", 429: "Too Many Requests", 500: "Internal Server Error"}
-
-# opcodes
-_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-# close codes
-NORMAL, PROTOCOL_ERROR, INVALID_DATA = 1000, 1002, 1007
 
 _SERVERS: weakref.WeakKeyDictionary[Any, DirectWebSockets] = weakref.WeakKeyDictionary()
 
@@ -94,104 +100,6 @@ class _Replay:
 
     def at_eof(self) -> bool:
         return not self.prefix and self.reader.at_eof()
-
-
-class Handshake:
-    """A parsed request head that qualifies for the direct path."""
-
-    __slots__ = ("headers", "key", "path", "query", "rest")
-
-    def __init__(
-        self, path: str, query: str, headers: dict[str, str], key: str, rest: bytes
-    ) -> None:
-        self.path = path
-        self.query = query
-        self.headers = headers  # lower-case names; repeated headers joined with ","
-        self.key = key
-        self.rest = rest  # bytes after the head (a client must wait for the 101, but may not)
-
-
-def parse_handshake(data: bytes, paths: tuple[str, ...], compression: bool) -> Handshake | None:
-    """The WebSocket handshake in `data` if this module should serve it, else None.
-
-    None for anything not a plain, valid HTTP/1.1 WebSocket handshake for one of `paths`:
-    hypercorn then answers it as it always did (its errors, its 400s), so the direct path
-    never has to reproduce an error response of h11's.
-    """
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    try:
-        head = data[:end].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    lines = head.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
-        return None
-    path, _, query = parts[1].partition("?")
-    if path not in paths:
-        return None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.match(name):
-            return None  # also an obs-fold line (leading whitespace)
-        value = value.strip(" \t")
-        if _BAD_VALUE.search(value):
-            return None
-        name = name.lower()
-        if name in headers:
-            if name == "host":
-                return None  # exactly one Host (RFC 9112 3.2); h11 answers 400
-            headers[name] = f"{headers[name]},{value}"
-        else:
-            headers[name] = value
-    if "content-length" in headers or "transfer-encoding" in headers or "host" not in headers:
-        return None
-    if headers.get("upgrade", "").lower() != "websocket":
-        return None
-    if "upgrade" not in {t.strip().lower() for t in headers.get("connection", "").split(",")}:
-        return None
-    if headers.get("sec-websocket-version") != "13":
-        return None
-    key = headers.get("sec-websocket-key", "")
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            return None
-    except (binascii.Error, ValueError):
-        return None
-    if compression and "permessage-deflate" in headers.get("sec-websocket-extensions", ""):
-        return None  # hypercorn negotiates it
-    return Handshake(path, query, headers, key, data[end + 4 :])
-
-
-def accept_key(key: str) -> str:
-    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode("ascii")
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """One unmasked, final frame (the server never fragments)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x80 | opcode, n)) + payload
-    if n < 65536:
-        return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big") + payload
-
-
-def unmask(data: bytes | bytearray, mask: bytes | bytearray) -> bytes:
-    n = len(data)
-    if not n:
-        return b""
-    key = (bytes(mask) * ((n + 3) // 4))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-class ProtocolViolation(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
 
 
 class DirectWebSocket:
@@ -232,7 +140,7 @@ class DirectWebSocket:
         self._buffer = bytearray(handshake.rest)
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
-        self._kind = _TEXT
+        self._kind = TEXT
         self._sent_close = False
         self._closed = False
         self.status = 0  # of the HTTP response written (101 once upgraded)
@@ -321,9 +229,9 @@ class DirectWebSocket:
         if isinstance(message, str):
             if message == "6":
                 return True  # NOOP ends a long-poll; it never goes over a WebSocket
-            self.writer.write(frame(_TEXT, message.encode("utf-8")))
+            self.writer.write(frame(TEXT, message.encode("utf-8")))
         else:
-            self.writer.write(frame(_BINARY, message))
+            self.writer.write(frame(BINARY, message))
         return True
 
     def backlogged(self) -> bool:
@@ -342,7 +250,7 @@ class DirectWebSocket:
         transport = self.writer.transport
         if transport.is_closing():
             return
-        self.writer.write(frame(_CLOSE, code.to_bytes(2, "big")))
+        self.writer.write(frame(CLOSE, code.to_bytes(2, "big")))
         asyncio.get_running_loop().call_later(CLOSE_WAIT_SECONDS, _abort_if_open, transport)
 
     # -- frames ------------------------------------------------------------------------------
@@ -377,7 +285,7 @@ class DirectWebSocket:
                     return None
                 length = int.from_bytes(buffer[2:10], "big")
                 start = 14
-            if opcode >= _CLOSE:
+            if opcode >= CLOSE:
                 if length > 125 or not first & 0x80:
                     raise ProtocolViolation(PROTOCOL_ERROR, "invalid control frame")
             elif self._fragments_size + length > self.limit:
@@ -394,7 +302,7 @@ class DirectWebSocket:
                 self._buffer = buffer = bytearray()
             else:
                 del buffer[:end]
-            if opcode >= _CLOSE:
+            if opcode >= CLOSE:
                 self._control(opcode, payload)
                 continue
             message = self._data(opcode, bool(first & 0x80), payload)
@@ -402,22 +310,22 @@ class DirectWebSocket:
                 return message
 
     def _control(self, opcode: int, payload: bytes) -> None:
-        if opcode == _PING:
+        if opcode == PING:
             if not self._sent_close:
-                self.writer.write(frame(_PONG, payload))
-        elif opcode == _CLOSE:
+                self.writer.write(frame(PONG, payload))
+        elif opcode == CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else NORMAL
-            if len(payload) == 1 or not _valid_close_code(code):
+            if len(payload) == 1 or not valid_close_code(code):
                 code = PROTOCOL_ERROR
             self.close_now(code)
             self.writer.close()  # our close is answered or was sent first: the TCP ends
             self._closed = True
             raise OSError("closed by the peer")
-        elif opcode != _PONG:
+        elif opcode != PONG:
             raise ProtocolViolation(PROTOCOL_ERROR, f"unknown opcode {opcode}")
 
     def _data(self, opcode: int, final: bool, payload: bytes) -> str | bytes | None:
-        if opcode == _CONTINUATION:
+        if opcode == CONTINUATION:
             if self._fragments is None:
                 raise ProtocolViolation(PROTOCOL_ERROR, "continuation without a message")
             self._fragments.append(payload)
@@ -428,7 +336,7 @@ class DirectWebSocket:
             opcode = self._kind
             self._fragments = None
             self._fragments_size = 0
-        elif opcode in (_TEXT, _BINARY):
+        elif opcode in (TEXT, BINARY):
             if self._fragments is not None:
                 raise ProtocolViolation(PROTOCOL_ERROR, "new message inside a fragmented one")
             if not final:
@@ -438,16 +346,12 @@ class DirectWebSocket:
                 return None
         else:
             raise ProtocolViolation(PROTOCOL_ERROR, f"unknown opcode {opcode}")
-        if opcode == _BINARY:
+        if opcode == BINARY:
             return payload
         try:
             return payload.decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolViolation(INVALID_DATA, "text message is not UTF-8") from None
-
-
-def _valid_close_code(code: int) -> bool:
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 def _abort_if_open(transport: asyncio.BaseTransport) -> None:

@@ -20,7 +20,7 @@ import pytest
 import socketio
 
 from engine.serve import Running
-from engine.transport.direct import unmask
+from engine.transport.rfc6455 import unmask
 from tests.conftest import serving
 from tests.integration.test_hostile import wait_until
 

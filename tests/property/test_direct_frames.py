@@ -14,7 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.transport.direct import DirectWebSocket, Handshake, frame, unmask
+from engine.transport.direct import DirectWebSocket
+from engine.transport.rfc6455 import Handshake, frame, unmask
 
 LIMIT = 1 << 20
 

@@ -16,7 +16,7 @@ import h11
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.transport.direct import parse_handshake
+from engine.transport.rfc6455 import parse_handshake
 
 PATHS = ("/socket.io", "/socket.io/")
 KEY = base64.b64encode(b"0123456789abcdef").decode()
