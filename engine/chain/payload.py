@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from engine.chain import POLICIES
 from engine.chain.base import Request, Stage
 from engine.policies.decision import ALLOW, Decision, Deny
 from engine.policies.payload import PayloadLimits
 from engine.policies.payload import check as check_payload
-from engine.policies.schema_fast import Check, compile_check
 from engine.profile.model import Profile
 from engine.state import StateStore
 
@@ -21,19 +18,10 @@ class PayloadPolicy:
     limits: PayloadLimits
     name: str = "payload"
     stages: frozenset[Stage] = frozenset({"event"})
-    # id(validator) -> (validator, its fast yes): jsonschema runs whenever that is not a yes
-    fast: Mapping[int, tuple[Any, Check]] = field(default_factory=dict)
 
     @staticmethod
     def from_profile(profile: Profile) -> PayloadPolicy:
-        fast: dict[int, tuple[Any, Check]] = {}
-        for spec in profile.namespaces.values():
-            for event in (spec.events or {}).values():
-                if event.schema is not None:
-                    check = compile_check(event.schema.schema)
-                    if check is not None:
-                        fast[id(event.schema)] = (event.schema, check)
-        return PayloadPolicy(profile.security.payload, fast=fast)
+        return PayloadPolicy(profile.security.payload)
 
     async def decide(self, request: Request, state: StateStore, now: float) -> Decision:
         args = list(request.args)
@@ -44,9 +32,8 @@ class PayloadPolicy:
         declared = (spec.events or {}).get(request.event) if spec is not None else None
         if declared is not None and declared.schema is not None:
             payload = args[0] if len(args) == 1 else args
-            known = self.fast.get(id(declared.schema))
-            if known is not None and known[0] is declared.schema and known[1](payload):
-                return ALLOW
+            if declared.schema_check is not None and declared.schema_check(payload):
+                return ALLOW  # the fast yes (engine.policies.schema_fast)
             error = next(iter(declared.schema.iter_errors(payload)), None)
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "payload"

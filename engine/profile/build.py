@@ -23,6 +23,7 @@ from engine.policies.access import NamespaceAccess, RolePermissions
 from engine.policies.connections import ConnectionCaps
 from engine.policies.payload import PayloadLimits
 from engine.policies.rate_limit import TokenBucket
+from engine.policies.schema_fast import compile_check
 from engine.profile.diff import snapshot
 from engine.profile.locate import KeyPath
 from engine.profile.model import (
@@ -271,6 +272,7 @@ def _event(resolved: Resolved, namespace: str, name: str, opts: Mapping[str, Any
         permission=opts.get("permission"),
         schema=validator,
         rate_limit=_rate_limit(opts.get("rate_limit")),
+        schema_check=compile_check(schema) if schema is not None else None,
     )
 
 

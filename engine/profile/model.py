@@ -7,7 +7,7 @@ values are excluded from `repr` so they cannot reach a log line by accident.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -92,6 +92,9 @@ class EventSpec:
     permission: str | None = None
     schema: Validator | None = None
     rate_limit: RateLimit | None = None
+    # a fast yes for `schema` (True only for instances it accepts), None where it cannot say:
+    # engine.policies.schema_fast; jsonschema decides whenever this does not say yes
+    schema_check: Callable[[object], bool] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

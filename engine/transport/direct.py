@@ -26,9 +26,7 @@ gate does on hypercorn's path (`engine.transport.hardening`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import weakref
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -37,7 +35,12 @@ from urllib.parse import parse_qs
 
 from engine.guard import Guard
 from engine.refusal import Refusal
-from engine.transport.hardening import STATUS, engineio_packet_problem, malformed
+from engine.transport.hardening import (
+    engineio_packet_problem,
+    malformed,
+    peer_ip,
+    refusal_response,
+)
 from engine.transport.protocol import DIRECT
 from engine.transport.rfc6455 import (
     BINARY,
@@ -165,11 +168,7 @@ class DirectWebSocket:
         self._closed = True
 
     def refuse(self, refusal: Refusal) -> None:
-        body = json.dumps(refusal.connect_error_data()).encode()
-        headers = [("content-type", "application/json")]
-        if refusal.retry_after_seconds is not None:
-            headers.append(("retry-after", str(math.ceil(refusal.retry_after_seconds))))
-        self.respond(STATUS.get(refusal.code, 403), headers, body)
+        self.respond(*refusal_response(refusal))
 
     def accept(self) -> None:
         self.status = 101
@@ -427,9 +426,7 @@ class DirectWebSockets:
         writer: asyncio.StreamWriter = server.writer
         ws = DirectWebSocket(server.reader, writer, handshake, self.limit, self.guard)
         peer = writer.get_extra_info("peername") or ("", 0)
-        remote = str(peer[0])
-        if remote.startswith("::ffff:") and "." in remote:
-            remote = remote[7:]
+        remote = peer_ip(str(peer[0]))
         environ = _environ(handshake, remote, peer[1], server, ws)
         access = server.config.log if server.config.accesslog is not None else None
         if access is not None:  # as hypercorn: one line when the upgrade is answered

@@ -174,7 +174,7 @@ class _AcceptGate(asyncio.Protocol):
         bans = ACCEPT.bans
         if bans is not None and bans.until:
             peer = transport.get_extra_info("peername")
-            if peer and bans.refuses(_peer_ip(peer[0])):
+            if peer and bans.refuses(peer_ip(peer[0])):
                 transport.abort()  # type: ignore[attr-defined]
                 return
         protocol = self.streams()
@@ -223,7 +223,8 @@ def _release(server: Any) -> None:
             state.clear()
 
 
-def _peer_ip(host: str) -> str:
+def peer_ip(host: str) -> str:
+    """The peer's address as the policies key it (an IPv4-mapped IPv6 address as IPv4)."""
     return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
@@ -333,12 +334,19 @@ async def _checked_websocket(
     await app(scope, checked_receive, watched_send)
 
 
-async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+def refusal_response(refusal: Refusal) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What a refused handshake is answered, on either WebSocket stack: (status, headers,
+    body), the body being the JSON a refused CONNECT carries."""
     body = json.dumps(refusal.connect_error_data()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
     if refusal.retry_after_seconds is not None:
-        headers.append((b"retry-after", str(math.ceil(refusal.retry_after_seconds)).encode()))
-    status = STATUS.get(refusal.code, 403)
+        headers.append(("retry-after", str(math.ceil(refusal.retry_after_seconds))))
+    return STATUS.get(refusal.code, 403), headers, body
+
+
+async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    status, text_headers, body = refusal_response(refusal)
+    headers = [(name.encode(), value.encode()) for name, value in text_headers]
     if scope["type"] == "websocket":
         if "websocket.http.response" in scope.get("extensions", {}):
             await send(

@@ -450,12 +450,7 @@ class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         problem = self._request_problem(scope)
         if problem is None:
             sid = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("sid", [""])[0]
-            session = self.sockets.get(sid)
-            result = await super().handle_request(scope, receive, send)
-            if session is not None and session.flush_on_close and sid not in self.sockets:
-                # engineio drops a closed session after each GET; this one still owes its CLOSE
-                self.sockets[sid] = session
-            return result
+            return await self._handled(sid, scope, receive, send)
         if problem is UPGRADED:
             # Node accepts the WebSocket of a session that already upgraded, then closes it
             if (await receive())["type"] == "websocket.connect":
@@ -472,11 +467,7 @@ class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         problem = self._query_problem(query, "GET", websocket=True)
         ws = environ[DIRECT]
         if problem is None:
-            sid = query.get("sid", [""])[0]
-            session = self.sockets.get(sid)
-            await super().handle_request(environ)
-            if session is not None and session.flush_on_close and sid not in self.sockets:
-                self.sockets[sid] = session
+            await self._handled(query.get("sid", [""])[0], environ)
         elif problem is UPGRADED:
             ws.accept()
             ws.close_now()
@@ -484,6 +475,15 @@ class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
             code, message = problem
             body = json.dumps({"code": code, "message": message}).encode()
             ws.respond(400, [("content-type", "application/json")], body)
+
+    async def _handled(self, sid: str, *request: Any) -> Any:
+        """python-engineio's `handle_request`, keeping a session that still owes its CLOSE."""
+        session = self.sockets.get(sid)
+        result = await super().handle_request(*request)
+        if session is not None and session.flush_on_close and sid not in self.sockets:
+            # engineio drops a closed session after each GET; this one still owes its CLOSE
+            self.sockets[sid] = session
+        return result
 
     def _request_problem(self, scope: Scope) -> tuple[int, str] | None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -7,6 +7,7 @@ when `Draft7Validator` finds the value valid; and on values without floats (wher
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.policies.schema_fast import compile_check
+from engine.profile.build import load_profile
 
 small_ints = st.integers(-5, 5)
 names = st.sampled_from(["a", "b", "c", "task_id"])
@@ -98,3 +100,18 @@ def test_other_keywords_are_left_to_jsonschema() -> None:
         {"additionalProperties": {"type": "string"}},
     ):
         assert compile_check(schema) is None, schema
+
+
+def test_the_profile_compiles_a_fast_yes_for_each_simple_event_schema(tmp_path: Path) -> None:
+    path = tmp_path / "profile.toml"
+    path.write_text(
+        '[engine]\nname = "fast"\nenvironment = "development"\n\n'
+        '[namespaces."/".events.simple]\nschema = { type = "string", maxLength = 4 }\n\n'
+        '[namespaces."/".events.patterned]\nschema = { type = "string", pattern = "^a" }\n'
+    )
+    events = load_profile(path, {}).namespaces["/"].events or {}
+    check = events["simple"].schema_check
+    assert check is not None
+    assert check("abcd")
+    assert not check("abcde")
+    assert events["patterned"].schema_check is None  # jsonschema alone decides it
