@@ -309,6 +309,7 @@ async def test_every_new_session_passes_the_connect_rate(
         writer.transport.abort()
         assert status == 429
         assert "retry-after" in headers
+        assert "date" in headers  # an origin server's answer carries its date (RFC 9110)
 
 
 async def test_with_compression_on_a_deflate_offer_goes_to_hypercorn(
