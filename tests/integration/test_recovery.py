@@ -76,6 +76,15 @@ async def ticks(running: Running, room: str, numbers: range) -> None:
         await running.engine.sio.emit("tick", {"n": n}, room=room)
 
 
+async def cut_after_one(running: Running, client: JSSession, room: str) -> str:
+    """Join `room`, receive its event 0, then lose the transport; the sid."""
+    sid = await joined(client, room)
+    await ticks(running, room, range(1))
+    await client.events("tick", 1)
+    await cut(client, sid)
+    return sid
+
+
 def numbers(lines: list[dict[str, Any]]) -> list[int]:
     return [line["args"][0]["n"] for line in lines if line.get("event") == "tick"]
 
@@ -156,10 +165,7 @@ async def test_not_recovered_past_the_history_bounds(write_profile: Callable[...
         serving(write_profile(PROFILE.format(max_events=50))) as running,
         js_session(running.url, auth={"token": "alice-token-0001"}) as client,
     ):
-        sid = await joined(client, "feed:1")
-        await ticks(running, "feed:1", range(1))
-        await client.events("tick", 1)
-        await cut(client, sid)
+        sid = await cut_after_one(running, client, "feed:1")
         await ticks(running, "feed:1", range(1, 101))  # 100 missed, only 50 kept
         await client.send(cmd="connect")
         connect = await client.until_type("connect")
@@ -177,10 +183,7 @@ async def test_not_recovered_past_max_disconnection_seconds(
         serving(write_profile(PROFILE.format(max_events=1000))) as running,
         js_session(running.url, auth={"token": "alice-token-0001"}) as client,
     ):
-        sid = await joined(client, "feed:1")
-        await ticks(running, "feed:1", range(1))
-        await client.events("tick", 1)
-        await cut(client, sid)
+        sid = await cut_after_one(running, client, "feed:1")
         await ticks(running, "feed:1", range(1, 11))
         recovery = running.engine.sio.recovery
         real = recovery.clock
@@ -200,10 +203,7 @@ async def test_authentication_runs_again_and_must_yield_the_same_user(
         serving(write_profile(PROFILE.format(max_events=1000))) as running,
         js_session(running.url, auth={"token": "alice-token-0001"}) as client,
     ):
-        sid = await joined(client, "feed:1")
-        await ticks(running, "feed:1", range(1))
-        await client.events("tick", 1)
-        await cut(client, sid)
+        sid = await cut_after_one(running, client, "feed:1")
         await ticks(running, "feed:1", range(1, 4))
         await client.send(cmd="auth", auth={"token": "not-a-valid-token"})
         await client.send(cmd="connect")
