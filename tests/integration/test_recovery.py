@@ -183,7 +183,7 @@ async def test_not_recovered_past_max_disconnection_seconds(
         serving(write_profile(PROFILE.format(max_events=1000))) as running,
         js_session(running.url, auth={"token": "alice-token-0001"}) as client,
     ):
-        sid = await cut_after_one(running, client, "feed:1")
+        await cut_after_one(running, client, "feed:1")
         await ticks(running, "feed:1", range(1, 11))
         recovery = running.engine.sio.recovery
         real = recovery.clock
@@ -203,7 +203,7 @@ async def test_authentication_runs_again_and_must_yield_the_same_user(
         serving(write_profile(PROFILE.format(max_events=1000))) as running,
         js_session(running.url, auth={"token": "alice-token-0001"}) as client,
     ):
-        sid = await cut_after_one(running, client, "feed:1")
+        await cut_after_one(running, client, "feed:1")
         await ticks(running, "feed:1", range(1, 4))
         await client.send(cmd="auth", auth={"token": "not-a-valid-token"})
         await client.send(cmd="connect")
